@@ -1,0 +1,56 @@
+# Front door: `make run` (set up, reproduce, build, serve) and `make test` (set up, run every test).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MODEL ?= logreg
+HOST ?= 127.0.0.1
+PORT ?= 3000
+PYTEST_ARGS ?=
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export WHYLOGS_NO_ANALYTICS := 1
+export BENTOML_DO_NOT_TRACK := true
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: help venv data pipeline build run test lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0  # the CPU wheel first: nothing may pull a CUDA build
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+venv: $(BIN)/.installed  ## create the virtual environment from the pinned requirements
+
+data: venv  ## fetch the DVC-versioned dataset from the default (offline, in-repo) remote
+	dvc pull --quiet data/raw/banking77.dvc
+
+pipeline: data  ## reproduce validate → train → export → evaluate → build (cached steps are skipped)
+	dvc repro
+	dvc metrics show
+
+run: pipeline  ## serve the Bento on http://$(HOST):$(PORT) until stopped
+	textclf serve --model $(MODEL) --host $(HOST) --port $(PORT)
+
+test: venv  ## run the whole test suite (unit + real servers on loopback)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv  ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:  ## remove pipeline outputs (DVC's cache keeps them for the next run)
+	rm -rf artifacts

@@ -1,0 +1,1 @@
+"""Serving: the BentoML service and the ONNX Runtime inference path (serving dependencies only)."""

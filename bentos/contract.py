@@ -1,0 +1,66 @@
+"""The model folder contract shared by every family: what the converters write, what the server reads.
+
+A model folder holds `model.onnx`, `labels.json` (class names in output order), `metadata.json`
+(`ModelMetadata`) and, for token-based families, `tokenizer.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+MODEL_FILE = "model.onnx"
+LABELS_FILE = "labels.json"
+METADATA_FILE = "metadata.json"
+TOKENIZER_FILE = "tokenizer.json"
+PROBABILITIES_OUTPUT = "probabilities"
+
+InputKind = Literal["text", "tokens"]
+
+
+class ContractError(ValueError):
+    """A model folder is incomplete or inconsistent; the server refuses to start on it."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    family: str
+    version: str
+    input_kind: InputKind
+    data_sha256: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    max_length: int | None = None
+    mlflow_run_id: str | None = None
+    registered_version: str | None = None
+
+
+def write_model_folder(folder: Path, onnx_bytes: bytes, labels: list[str], metadata: ModelMetadata) -> None:
+    """Write the contract files (the ONNX graph, labels and metadata) into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MODEL_FILE).write_bytes(onnx_bytes)
+    (folder / LABELS_FILE).write_text(json.dumps(labels, indent=1), encoding="utf-8")
+    write_metadata(folder, metadata)
+
+
+def write_metadata(folder: Path, metadata: ModelMetadata) -> None:
+    (folder / METADATA_FILE).write_text(json.dumps(asdict(metadata), indent=2), encoding="utf-8")
+
+
+def read_model_folder(folder: Path) -> tuple[list[str], ModelMetadata]:
+    """Check a model folder against the contract and return its labels and metadata."""
+    folder = Path(folder)
+    missing = [n for n in (MODEL_FILE, LABELS_FILE, METADATA_FILE) if not (folder / n).is_file()]
+    if missing:
+        raise ContractError(f"{folder}: model folder is missing {', '.join(missing)}")
+    try:
+        labels = json.loads((folder / LABELS_FILE).read_text(encoding="utf-8"))
+        metadata = ModelMetadata(**json.loads((folder / METADATA_FILE).read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as exc:
+        raise ContractError(f"{folder}: unreadable labels or metadata ({exc})") from exc
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise ContractError(f"{folder}/{LABELS_FILE}: expected a non-empty list of strings")
+    if metadata.input_kind == "tokens" and not (folder / TOKENIZER_FILE).is_file():
+        raise ContractError(f"{folder}: token-based model without {TOKENIZER_FILE}")
+    return labels, metadata

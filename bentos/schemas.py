@@ -1,0 +1,118 @@
+"""Request and response schemas of the HTTP API (published as OpenAPI at /docs and /schema.json)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from _bentoml_sdk.io_models import IORootModel
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler, TypeAdapter
+from pydantic_core import core_schema
+
+from bentos.settings import SETTINGS
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("text is empty or only whitespace")
+    return text
+
+
+Text = Annotated[
+    str,
+    Field(max_length=SETTINGS.max_text_chars, description="A text to classify."),
+    AfterValidator(_not_blank),
+]
+
+
+class ClassifyRequest(BaseModel):
+    """Body of POST /classify."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    texts: list[Text] = Field(
+        min_length=1,
+        max_length=SETTINGS.max_texts,
+        description=f"1 to {SETTINGS.max_texts} non-blank texts, each at most "
+        f"{SETTINGS.max_text_chars} characters.",
+    )
+    top_k: int | None = Field(
+        default=None,
+        ge=1,
+        le=SETTINGS.max_top_k,
+        description="Also return the k most probable labels per text.",
+    )
+
+
+class Query(BaseModel):
+    """One text of a request, carrying its request's options through adaptive batching."""
+
+    text: str
+    top_k: int | None = None
+
+
+class Queries(list[Query]):
+    """The texts of one request as a list, so BentoML's batcher can merge requests.
+
+    BentoML's batchable APIs take exactly one list argument; a request's options (top_k) therefore
+    travel with each of its texts. Validates from, and documents itself as, `ClassifyRequest`.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        def from_request(request: ClassifyRequest) -> Queries:
+            return cls(Query(text=t, top_k=request.top_k) for t in request.texts)
+
+        return core_schema.no_info_after_validator_function(
+            from_request,
+            handler.generate_schema(ClassifyRequest),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda q: {"texts": [x.text for x in q], "top_k": q[0].top_k if q else None}
+            ),
+        )
+
+
+_REQUEST = TypeAdapter(ClassifyRequest)
+
+
+class ClassifyInput(IORootModel[Queries]):
+    """BentoML input spec: the whole body is one `ClassifyRequest`, parsed by pydantic.
+
+    Pydantic parses the JSON itself, so malformed JSON or invalid UTF-8 is a 400 with a
+    validation error body rather than a server error.
+    """
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Any:
+        request = _REQUEST.validate_json(json_data)
+        return cls.model_construct(root=Queries(Query(text=t, top_k=request.top_k) for t in request.texts))
+
+
+ClassifyInput.__root_input__ = True  # type: ignore[attr-defined]
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class Prediction(BaseModel):
+    """The result for one text: the best label, its probability, and optionally the top k."""
+
+    label: str
+    score: float = Field(description="Probability of `label`, in [0, 1].")
+    top_k: list[LabelScore] | None = None
+
+
+class ModelInfo(BaseModel):
+    """What GET /model reports about the served model."""
+
+    name: str
+    version: str
+    family: str
+    labels: int
+    metrics: dict[str, float]
+    data_sha256: str
+    mlflow_run_id: str | None = None
+    registered_version: str | None = None

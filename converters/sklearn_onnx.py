@@ -1,0 +1,40 @@
+"""TF-IDF + logistic regression → one ONNX graph that takes raw strings."""
+
+from __future__ import annotations
+
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import StringTensorType
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from bentos.contract import PROBABILITIES_OUTPUT
+
+# ONNX Runtime's StringNormalizer asks for en_US.UTF-8 by default, which slim machines and images
+# lack; C.UTF-8 exists everywhere and lower-cases ASCII the same way.
+TFIDF_OPTIONS = {"locale": "C.UTF-8"}
+
+
+def pipeline_to_onnx(pipeline: Pipeline, opset: int = 17) -> bytes:
+    """Convert a fitted TfidfVectorizer → LogisticRegression pipeline to serialized ONNX."""
+    vectorizer = pipeline.named_steps.get("tfidf")
+    if not isinstance(vectorizer, TfidfVectorizer) or vectorizer.analyzer != "word":
+        raise ValueError("only word-analyzer TF-IDF pipelines convert to ONNX (skl2onnx limit)")
+    if vectorizer.sublinear_tf:
+        raise ValueError("sublinear_tf=True does not convert faithfully to ONNX; set it to false")
+    options = {
+        TfidfVectorizer: dict(TFIDF_OPTIONS),
+        LogisticRegression: {"zipmap": False},
+    }
+    onx = to_onnx(
+        pipeline,
+        initial_types=[("text", StringTensorType([None, 1]))],
+        options=options,
+        target_opset={"": opset, "ai.onnx.ml": 3},
+        final_types=None,
+    )
+    outputs = [o.name for o in onx.graph.output]
+    # skl2onnx names the outputs label / probabilities; keep the contract explicit.
+    if PROBABILITIES_OUTPUT not in outputs:
+        raise ValueError(f"converted graph lacks a {PROBABILITIES_OUTPUT!r} output: {outputs}")
+    return onx.SerializeToString()

@@ -1,0 +1,38 @@
+"""Save a model folder into the BentoML model store, idempotently (same version → same entry)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import bentoml
+from bentoml.exceptions import NotFound
+
+from bentos.contract import read_model_folder
+
+STORE_PREFIX = "textclf-"
+
+
+def store_name(family: str) -> str:
+    return f"{STORE_PREFIX}{family}"
+
+
+def save_to_store(folder: Path) -> str:
+    """Copy the contract files of `folder` into the store as textclf-<family>:<version>."""
+    labels, metadata = read_model_folder(folder)
+    tag = bentoml.Tag(store_name(metadata.family), metadata.version)
+    try:
+        return str(bentoml.models.get(tag).tag)
+    except NotFound:
+        pass
+    info = {k: v for k, v in asdict(metadata).items() if v is not None}
+    with bentoml.models.create(
+        tag,
+        labels={"family": metadata.family, "runtime": "onnxruntime"},
+        metadata=info | {"labels": len(labels)},
+    ) as model:
+        for item in Path(folder).iterdir():
+            if item.is_file():
+                shutil.copy2(item, Path(model.path) / item.name)
+    return str(tag)

@@ -1,0 +1,90 @@
+"""Shared fixtures. Every test runs offline, with its own BentoML home and MLflow store."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from textclf.offline import go_offline
+
+go_offline()
+# Before anything imports bentoml or mlflow: keep the user's stores out of the tests.
+_STATE = Path(tempfile.mkdtemp(prefix="textclf-tests-"))
+os.environ["BENTOML_HOME"] = str(_STATE / "bentoml")
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STATE / 'mlflow.db'}"
+
+from tests.helpers import bentoml_serve, write_tiny_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER_LIMITS = {"TEXTCLF_MAX_TEXTS": "16", "TEXTCLF_MAX_TEXT_CHARS": "200", "TEXTCLF_MAX_BODY_BYTES": "65536"}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    params_file: Path
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    def model_dir(self, family: str) -> Path:
+        return self.root / "artifacts" / "models" / family
+
+    def onnx_dir(self, family: str) -> Path:
+        return self.root / "artifacts" / "onnx" / family
+
+
+def make_workspace(root: Path, **overrides: dict) -> Workspace:
+    """A params.yaml over the tiny dataset, everything written under `root`."""
+    data_dir = write_tiny_dataset(root / "data")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(dir=str(data_dir), prepared_dir=str(root / "artifacts" / "data"))
+    params["registry"]["experiment"] = f"tests-{root.name}"
+    for section, values in overrides.items():
+        params[section].update(values)
+    params_file = root / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    return Workspace(root=root, params_file=params_file)
+
+
+@pytest.fixture(scope="session")
+def trained_logreg(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """validate → train → export of the logreg family on the tiny dataset."""
+    from converters.export import export
+    from training.params import load_params
+    from training.train import train
+    from training.validate import prepare
+
+    ws = make_workspace(tmp_path_factory.mktemp("pipeline"))
+    params = load_params(ws.params_file)
+    prepare(params.data, ws.reports / "data.json")
+    train("logreg", params, ws.model_dir("logreg"), ws.reports)
+    export(params, ws.model_dir("logreg"), ws.onnx_dir("logreg"), ws.reports)
+    return ws
+
+
+@pytest.fixture(scope="session")
+def built_bento(trained_logreg: Workspace) -> dict[str, str]:
+    """The real Bento built from the repo's bentofile around the tiny model."""
+    from converters.bundle import build_bento
+
+    return build_bento(
+        trained_logreg.onnx_dir("logreg"),
+        trained_logreg.root / "artifacts" / "bento.json",
+        bentofile=REPO / "bentofile.yaml",
+    )
+
+
+@pytest.fixture(scope="session")
+def server(built_bento: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `bentoml serve` of the built Bento on a free loopback port (small limits)."""
+    env = {"TEXTCLF_MODEL": built_bento["model"], **SERVER_LIMITS}
+    with bentoml_serve(built_bento["bento"], env, cwd=tmp_path_factory.mktemp("serve")) as url:
+        yield url

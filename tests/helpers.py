@@ -1,0 +1,109 @@
+"""Test helpers: a tiny labelled dataset and a real `bentoml serve` on a free loopback port."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+INTENTS = {
+    "card_arrival": ["where is my new card", "my card has not arrived yet", "when will my card come"],
+    "refund": ["i want my money back", "how do i get a refund", "please refund this purchase"],
+    "pin_blocked": ["my pin is blocked", "i entered the wrong pin too many times", "unblock my pin"],
+    "exchange_rate": ["what exchange rate do you use", "how is the currency rate set", "fx rate today"],
+    "top_up": ["how do i top up my account", "add money to my balance", "top up with a card"],
+}
+FILLERS = ["please", "hi", "thanks", "urgent", "today", "quickly", "help", "hello there", "now", "again"]
+
+
+def tiny_rows(per_intent: int, seed: int) -> list[tuple[str, str]]:
+    """Short texts for five intents: easy to learn, varied enough to be unique."""
+    rng = random.Random(seed)
+    rows = []
+    for label, phrases in INTENTS.items():
+        seen: set[str] = set()
+        while len(seen) < per_intent:
+            words = [rng.choice(FILLERS), rng.choice(phrases), rng.choice(FILLERS)]
+            seen.add(" ".join(words) + f" {rng.randint(0, 10_000)}")
+        rows.extend((text, label) for text in sorted(seen))
+    rng.shuffle(rows)
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "category")) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_tiny_dataset(directory: Path, train_per_intent: int = 40, test_per_intent: int = 10) -> Path:
+    """train.csv, test.csv and categories.json for the five tiny intents."""
+    write_csv(directory / "train.csv", tiny_rows(train_per_intent, seed=1))
+    test = [r for r in tiny_rows(train_per_intent + test_per_intent, seed=2)]
+    train_texts = {t for t, _ in tiny_rows(train_per_intent, seed=1)}
+    test = [r for r in test if r[0] not in train_texts][: test_per_intent * len(INTENTS)]
+    write_csv(directory / "test.csv", test)
+    (directory / "categories.json").write_text(json.dumps(sorted(INTENTS)), encoding="utf-8")
+    return directory
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bin_path(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+@contextmanager
+def bentoml_serve(target: str, env: dict[str, str], cwd: Path, timeout_s: float = 90) -> Iterator[str]:
+    """Start `bentoml serve TARGET` on loopback, wait until ready, yield its URL, stop it by PID."""
+    port = free_port()
+    log = (cwd / f"serve-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [bin_path("bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited early:\n{Path(log.name).read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bentoml serve not ready in {timeout_s}s:\n{Path(log.name).read_text()[-4000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 15)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+                process.wait()
+        log.close()

@@ -1,0 +1,136 @@
+"""The real Bento under `bentoml serve`: raw HTTP, the BentoML client, and every kind of bad input."""
+
+from __future__ import annotations
+
+import bentoml
+import httpx
+import pytest
+
+from bentos.runtime import OnnxClassifier
+from tests.conftest import Workspace
+
+pytestmark = pytest.mark.integration
+
+TEXTS = ["my pin is blocked please", "how do i get a refund", "where is my new card", "fx rate today"]
+
+
+def classify(url: str, body: object, **kw: object) -> httpx.Response:
+    return httpx.post(f"{url}/classify", json=body, timeout=10, **kw)
+
+
+def test_classify_answers_in_order_like_the_model(server: str, trained_logreg: Workspace) -> None:
+    response = classify(server, {"texts": TEXTS})
+    assert response.status_code == 200
+    results = response.json()
+    local = OnnxClassifier(trained_logreg.onnx_dir("logreg"))
+    expected = local.top_k(local.predict_proba(TEXTS), 1)
+    assert [r["label"] for r in results] == [e[0].label for e in expected]
+    assert [r["score"] for r in results] == pytest.approx([e[0].score for e in expected], abs=1e-6)
+    assert [r["label"] for r in results] == ["pin_blocked", "refund", "card_arrival", "exchange_rate"]
+    assert all(r["top_k"] is None for r in results)
+
+
+def test_top_k_is_sorted_and_per_request(server: str) -> None:
+    with_k = classify(server, {"texts": TEXTS[:2], "top_k": 3}).json()
+    assert all(len(r["top_k"]) == 3 for r in with_k)
+    for r in with_k:
+        scores = [s["score"] for s in r["top_k"]]
+        assert scores == sorted(scores, reverse=True) and r["top_k"][0]["label"] == r["label"]
+    assert classify(server, {"texts": TEXTS[:1]}).json()[0]["top_k"] is None
+
+
+def test_concurrent_requests_are_batched_without_mixing_answers(server: str) -> None:
+    import concurrent.futures
+
+    bodies = [{"texts": [t], "top_k": 1 + i % 3} for i, t in enumerate(TEXTS * 8)]
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda b: classify(server, b), bodies))
+    assert all(a.status_code == 200 for a in answers)
+    for body, answer in zip(bodies, answers, strict=True):
+        (result,) = answer.json()
+        assert len(result["top_k"]) == body["top_k"]
+        assert result["label"] == classify(server, {"texts": body["texts"]}).json()[0]["label"]
+
+
+def test_model_endpoint(server: str, built_bento: dict[str, str]) -> None:
+    info = httpx.get(f"{server}/model", timeout=10).json()
+    name, version = built_bento["model"].split(":")
+    assert (info["name"], info["version"], info["family"], info["labels"]) == (name, version, "logreg", 5)
+    assert info["metrics"]["accuracy"] >= 0.9 and len(info["data_sha256"]) == 64
+
+
+def test_bentoml_client(server: str) -> None:
+    with bentoml.SyncHTTPClient(server) as client:
+        results = client.classify({"texts": TEXTS[:2], "top_k": 2})
+    assert [r["label"] for r in results] == ["pin_blocked", "refund"]
+    assert len(results[0]["top_k"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"texts": []}, ["texts"]),
+        ({"texts": ["   \n\t"]}, ["texts", 0]),
+        ({"texts": ["ok", 7]}, ["texts", 1]),
+        ({"texts": ["ok", None]}, ["texts", 1]),
+        ({"texts": "not a list"}, ["texts"]),
+        ({}, ["texts"]),
+        ({"texts": ["ok"] * 17}, ["texts"]),
+        ({"texts": ["x" * 201]}, ["texts", 0]),
+        ({"texts": ["ok"], "top_k": 0}, ["top_k"]),
+        ({"texts": ["ok"], "top_k": 1000}, ["top_k"]),
+        ({"texts": ["ok"], "top_k": "3"}, ["top_k"]),
+        ({"texts": ["ok"], "model": "other"}, ["model"]),
+        ([1, 2], []),
+    ],
+)
+def test_bad_bodies_get_a_400_naming_the_field(server: str, body: object, where: list) -> None:
+    response = classify(server, body)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert "validation error" in error["error"]
+    assert error["detail"][0]["loc"] == where
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "message"),
+    [
+        (b'{"texts": ["ok"', {"content-type": "application/json"}, 400, "Invalid JSON"),
+        (b'{"texts": ["\xff\xfe bad utf-8"]}', {"content-type": "application/json"}, 400, "Invalid JSON"),
+        (b"", {"content-type": "application/json"}, 400, "Field required"),
+        (b'{"texts": ["ok"]}', {"content-type": "text/plain"}, 415, "Content-Type must be application/json"),
+        (b'{"texts": ["ok"]}', {}, 415, "Content-Type must be application/json"),
+        (b'{"texts": ["' + b"a" * 70_000 + b'"]}', {"content-type": "application/json"}, 413, "larger than"),
+    ],
+)
+def test_malformed_requests(server: str, content: bytes, headers: dict, status: int, message: str) -> None:
+    response = httpx.post(f"{server}/classify", content=content, headers=headers, timeout=10)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert message in (body["error"] + str(body.get("detail", "")))
+
+
+def test_chunked_oversized_body_is_refused(server: str) -> None:
+    def chunks():
+        yield b'{"texts": ["'
+        for _ in range(100):
+            yield b"a" * 1000
+        yield b'"]}'
+
+    response = httpx.post(
+        f"{server}/classify", content=chunks(), headers={"content-type": "application/json"}, timeout=10
+    )
+    assert response.status_code == 413
+    assert classify(server, {"texts": ["still serving"]}).status_code == 200
+
+
+def test_open_endpoints(server: str) -> None:
+    assert httpx.get(f"{server}/livez", timeout=5).status_code == 200
+    assert httpx.get(f"{server}/readyz", timeout=5).status_code == 200
+    metrics = httpx.get(f"{server}/metrics", timeout=5).text
+    assert "bentoml_service_request_total" in metrics
+    spec = httpx.get(f"{server}/docs.json", timeout=5).json()
+    assert {"/classify", "/model"} <= set(spec["paths"])
+    assert httpx.get(f"{server}/docs", timeout=5, follow_redirects=True).status_code == 200
+    assert httpx.get(f"{server}/schema.json", timeout=5).status_code == 200
+    assert httpx.get(f"{server}/nope", timeout=5).status_code == 404

@@ -1,0 +1,68 @@
+"""ONNX export: the contract folder, exact parity with sklearn, a failing check stops the pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bentos.contract import ContractError, read_model_folder
+from bentos.runtime import OnnxClassifier
+from converters import parity
+from converters.sklearn_onnx import pipeline_to_onnx
+from converters.store import save_to_store
+from tests.conftest import Workspace
+from training.families import load_family
+from training.families.logreg import LogregFamily
+from training.params import LogregParams
+
+
+def test_contract_folder_is_complete(trained_logreg: Workspace) -> None:
+    labels, metadata = read_model_folder(trained_logreg.onnx_dir("logreg"))
+    assert labels == sorted(labels) and len(labels) == 5
+    assert metadata.family == "logreg" and metadata.input_kind == "text"
+    assert len(metadata.version) == 16 and len(metadata.data_sha256) == 64
+    assert metadata.mlflow_run_id and metadata.metrics["accuracy"] >= 0.9
+
+
+def test_parity_on_the_whole_test_split(trained_logreg: Workspace) -> None:
+    report = json.loads((trained_logreg.reports / "parity_logreg.json").read_text())
+    assert report["label_agreement"] == 1.0
+    assert report["max_proba_diff"] < 1e-5
+
+
+def test_onnx_scores_like_sklearn_on_unseen_text(trained_logreg: Workspace) -> None:
+    model = load_family(trained_logreg.model_dir("logreg"))
+    served = OnnxClassifier(trained_logreg.onnx_dir("logreg"))
+    texts = ["I NEED A REFUND NOW!!", "pin... blocked?", "ünïcödé top up ✓", "x"]
+    np.testing.assert_allclose(served.predict_proba(texts), model.predict_proba(texts), atol=1e-5)
+
+
+def test_parity_check_fails_loudly() -> None:
+    source = np.array([[0.9, 0.1], [0.2, 0.8]])
+    flipped = np.array([[0.1, 0.9], [0.2, 0.8]])
+    report = parity.compare(source, flipped)
+    assert report.label_agreement == 0.5
+    with pytest.raises(parity.ParityError, match=r"labels agree on 50.0000% of 2 texts"):
+        parity.check(report, min_label_agreement=0.999, max_proba_diff=1e-4)
+    with pytest.raises(parity.ParityError, match="probabilities differ"):
+        parity.check(parity.compare(source, source + [[0.01, -0.01], [0, 0]]), 0.5, 1e-4)
+
+
+def test_sublinear_tf_is_refused_before_it_breaks_parity() -> None:
+    model = LogregFamily(LogregParams(sublinear_tf=True)).fit(["aa bb", "cc dd"], ["x", "y"])
+    with pytest.raises(ValueError, match="sublinear_tf"):
+        pipeline_to_onnx(model.pipeline)
+
+
+def test_store_save_is_idempotent(trained_logreg: Workspace) -> None:
+    first = save_to_store(trained_logreg.onnx_dir("logreg"))
+    assert save_to_store(trained_logreg.onnx_dir("logreg")) == first
+    assert first.startswith("textclf-logreg:")
+
+
+def test_incomplete_folder_is_refused(tmp_path) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"")
+    with pytest.raises(ContractError, match="missing labels.json, metadata.json"):
+        read_model_folder(tmp_path)

@@ -1,0 +1,77 @@
+"""Validation refuses data that would train or evaluate wrongly, naming every problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import write_csv, write_tiny_dataset
+from training.params import DataParams
+from training.validate import DataValidationError, normalize, prepare, validate_dataset
+
+
+def params_for(directory: Path, **kw: object) -> DataParams:
+    return DataParams(dir=directory, labels_file="categories.json", prepared_dir=directory / "prepared", **kw)
+
+
+def rewrite(path: Path, extra: list[tuple[str, str]]) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    write_csv(path, [tuple(line.rsplit(",", 1)) for line in lines[1:]] + extra)  # type: ignore[misc]
+
+
+def test_clean_data_is_prepared(tmp_path: Path) -> None:
+    params = params_for(write_tiny_dataset(tmp_path / "d"))
+    report = prepare(params, tmp_path / "report.json")
+    assert report.train_rows == 200 and report.test_rows == 50 and report.labels == 5
+    first = json.loads(params.prepared_train.read_text().splitlines()[0])
+    assert set(first) == {"text", "label"}
+    assert json.loads((tmp_path / "report.json").read_text())["data_sha256"] == report.data_sha256
+
+
+def test_missing_column(tmp_path: Path) -> None:
+    data = write_tiny_dataset(tmp_path / "d")
+    with pytest.raises(DataValidationError, match=r"missing column\(s\) \['utterance'\]"):
+        validate_dataset(params_for(data, text_column="utterance"))
+
+
+def test_empty_text_is_refused_with_its_line(tmp_path: Path) -> None:
+    data = write_tiny_dataset(tmp_path / "d")
+    rewrite(data / "train.csv", [("   ", "refund")])
+    with pytest.raises(DataValidationError, match=r"1 empty or blank text\(s\) in .*train.csv \(line 202\)"):
+        validate_dataset(params_for(data))
+
+
+def test_unknown_and_mismatched_labels(tmp_path: Path) -> None:
+    data = write_tiny_dataset(tmp_path / "d")
+    rewrite(data / "test.csv", [("what is going on", "mystery")])
+    with pytest.raises(DataValidationError) as caught:
+        validate_dataset(params_for(data))
+    text = str(caught.value)
+    assert "test: 1 label(s) not in" in text and "never seen in train: ['mystery']" in text
+
+
+def test_label_without_training_examples(tmp_path: Path) -> None:
+    data = write_tiny_dataset(tmp_path / "d")
+    labels = json.loads((data / "categories.json").read_text()) + ["lonely"]
+    (data / "categories.json").write_text(json.dumps(labels))
+    with pytest.raises(DataValidationError, match=r"no training example: \['lonely'\]"):
+        validate_dataset(params_for(data))
+
+
+def test_leakage_fails_by_default_and_can_drop_train_copies(tmp_path: Path) -> None:
+    data = write_tiny_dataset(tmp_path / "d")
+    test_text, test_label = (data / "test.csv").read_text().splitlines()[1].rsplit(",", 1)
+    rewrite(data / "train.csv", [("\n" + test_text + "  ", test_label)])  # differs only by whitespace
+    with pytest.raises(DataValidationError, match=r"1 train text\(s\) also in the test set \(leakage\)"):
+        validate_dataset(params_for(data, on_leakage="fail"))
+    report, train, test, _ = validate_dataset(params_for(data, on_leakage="drop_from_train"))
+    assert report.dropped_from_train == 1 and len(train) == 200 and len(test) == 50
+    assert normalize(test_text) not in {normalize(e.text) for e in train}
+
+
+def test_labels_inferred_without_labels_file(tmp_path: Path) -> None:
+    data = write_tiny_dataset(tmp_path / "d")
+    _, _, _, labels = validate_dataset(DataParams(dir=data, labels_file=None))
+    assert labels == sorted(labels) and len(labels) == 5

@@ -1,0 +1,3 @@
+"""textclf: train, convert, serve and watch text classifiers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,192 @@
+"""The `textclf` command: one subcommand for every job a person runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from textclf import paths
+from textclf.offline import go_offline
+
+go_offline()
+app = typer.Typer(help="Train, convert, serve and use text classifiers.", no_args_is_help=True)
+console = Console(stderr=True)
+
+ParamsOption = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters file.")
+ModelOption = typer.Option("logreg", "--model", "-m", help="Model family.")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _load(params_file: Path):
+    from training.params import ParamsError, load_params
+
+    try:
+        return load_params(params_file)
+    except ParamsError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _check_family(name: str) -> None:
+    from training.families import FAMILIES
+
+    if name not in FAMILIES:
+        raise _fail(f"unknown model family {name!r}; choose one of: {', '.join(FAMILIES)}")
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2))
+
+
+@app.command()
+def validate(params_file: Path = ParamsOption) -> None:
+    """Check the raw dataset and write the clean splits the pipeline trains on."""
+    from training.validate import DataValidationError, prepare
+
+    params = _load(params_file)
+    try:
+        report = prepare(params.data, paths.REPORTS / "data.json")
+    except DataValidationError as exc:
+        raise _fail(str(exc)) from None
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    console.print(
+        f"[green]data ok:[/] {report.train_rows} train / {report.test_rows} test rows, {report.labels} labels"
+    )
+
+
+@app.command()
+def train(model: str = ModelOption, params_file: Path = ParamsOption) -> None:
+    """Train a model family, evaluate it on the test split and track the run in MLflow."""
+    _check_family(model)
+    from training.train import train as run_training
+
+    params = _load(params_file)
+    if not params.data.prepared_train.is_file():
+        raise _fail("no prepared data: run `textclf validate` (or `dvc repro`) first")
+    with console.status(f"training {model}…"):
+        result = run_training(model, params, paths.model_dir(model), paths.REPORTS)
+    verdict = "champion" if result.champion else "registered, below the quality gate"
+    console.print(
+        f"[green]{model}:[/] accuracy {result.metrics['accuracy']:.4f}, "
+        f"macro-F1 {result.metrics['macro_f1']:.4f} in {result.train_seconds:.1f}s; "
+        f"version {result.registered_version} {verdict}"
+    )
+
+
+@app.command()
+def export(model: str = ModelOption, params_file: Path = ParamsOption) -> None:
+    """Convert a trained model to ONNX and check parity on the whole test split."""
+    _check_family(model)
+    from converters.export import export as run_export
+    from converters.parity import ParityError
+
+    params = _load(params_file)
+    if not (paths.model_dir(model) / "family.json").is_file():
+        raise _fail(f"no trained {model} model: run `textclf train --model {model}` first")
+    try:
+        with console.status(f"exporting {model} to ONNX…"):
+            result = run_export(params, paths.model_dir(model), paths.onnx_dir(model), paths.REPORTS)
+    except ParityError as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"[green]{model} → ONNX:[/] labels agree on {result['label_agreement']:.2%}, "
+        f"max probability gap {result['max_proba_diff']:.1e}"
+    )
+
+
+@app.command()
+def evaluate(model: str = ModelOption, params_file: Path = ParamsOption) -> None:
+    """Evaluate the exported ONNX model as the server runs it; write reports/metrics_<model>.json."""
+    _check_family(model)
+    from training.data import load_texts_labels
+    from training.evaluate import evaluate_model_folder, headline
+    from training.validate import PREPARED_LABEL, PREPARED_TEXT
+
+    params = _load(params_file)
+    folder = paths.onnx_dir(model)
+    if not folder.is_dir():
+        raise _fail(f"no exported {model} model: run `textclf export --model {model}` first")
+    texts, labels = load_texts_labels(params.data.prepared_test, PREPARED_TEXT, PREPARED_LABEL)
+    metrics = evaluate_model_folder(folder, texts, labels, paths.REPORTS / f"confusion_onnx_{model}.png")
+    scalars = headline(metrics)
+    out = paths.REPORTS / f"metrics_{model}.json"
+    out.write_text(json.dumps(scalars, indent=2) + "\n", encoding="utf-8")
+    _print_json(scalars)
+
+
+@app.command()
+def build(model: str = ModelOption) -> None:
+    """Save the exported model to the BentoML store and build the Bento that serves it."""
+    _check_family(model)
+    from converters.bundle import build_bento
+
+    if not paths.onnx_dir(model).is_dir():
+        raise _fail(f"no exported {model} model: run `textclf export --model {model}` first")
+    with console.status("building the Bento…"):
+        result = build_bento(paths.onnx_dir(model), paths.bento_record(model))
+    console.print(f"[green]built[/] {result['bento']} serving {result['model']}")
+
+
+@app.command()
+def serve(
+    model: str = ModelOption,
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(3000, help="Port to listen on."),
+) -> None:
+    """Serve the built Bento (rebuilt from the exported model if the store lost it)."""
+    _check_family(model)
+    from converters.bundle import ensure_bento
+
+    if not paths.onnx_dir(model).is_dir():
+        raise _fail(f"no exported {model} model: run `make run` or `dvc repro` first")
+    tags = ensure_bento(paths.onnx_dir(model), paths.bento_record(model))
+    console.print(f"serving {tags['bento']} ({tags['model']}) on http://{host}:{port}")
+    os.environ["TEXTCLF_MODEL"] = tags["model"]
+    bentoml = str(Path(sys.executable).with_name("bentoml"))
+    os.execv(bentoml, [bentoml, "serve", tags["bento"], "--host", host, "--port", str(port)])
+
+
+@app.command("predict-batch")
+def predict_batch(
+    input_file: Path = typer.Argument(..., help="CSV or JSONL file with a text column."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the predictions."),
+    url: str = typer.Option("http://127.0.0.1:3000", help="Base URL of a running textclf server."),
+    text_column: str = typer.Option("text", help="Column (or JSON key) holding the text."),
+    chunk_size: int = typer.Option(64, min=1, help="Texts per request."),
+    concurrency: int = typer.Option(4, min=1, max=64, help="Requests in flight at once."),
+    retries: int = typer.Option(3, min=0, help="Retries per failed chunk."),
+    top_k: int | None = typer.Option(None, min=1, help="Also write the k best labels."),
+) -> None:
+    """Classify a file through a running server, streaming it in chunks (memory stays flat)."""
+    from bentos.batch import BatchError, predict_file
+
+    try:
+        summary = predict_file(
+            input_file,
+            output,
+            url=url,
+            text_column=text_column,
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            retries=retries,
+            top_k=top_k,
+        )
+    except BatchError as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"[green]{summary.rows_out}/{summary.rows_in} rows[/] written to {output} "
+        f"({summary.retried} chunk retries)"
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Training: streaming dataset readers, validation, model families, evaluation and MLflow tracking."""

@@ -1,0 +1,50 @@
+"""The interface every model family implements, so training, export and evaluation stay generic."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+
+class ModelFamily(ABC):
+    """A trainable text classifier: fit on texts and labels, score texts, save and load itself."""
+
+    name: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def labels(self) -> list[str]:
+        """Class names in the order of `predict_proba` columns."""
+
+    @abstractmethod
+    def fit(self, texts: list[str], labels: list[str]) -> ModelFamily:
+        """Train on the given examples and return self."""
+
+    @abstractmethod
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Probabilities, shape (len(texts), len(self.labels))."""
+
+    @abstractmethod
+    def params(self) -> dict[str, object]:
+        """Hyper-parameters worth logging."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write the trained model to `directory`."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: Path) -> ModelFamily:
+        """Read a model written by `save`."""
+
+    @abstractmethod
+    def log_to_mlflow(self) -> str:
+        """Log the model to the active MLflow run in its native flavour; return its model URI."""
+
+    def predict(self, texts: list[str]) -> list[str]:
+        """Most probable label per text."""
+        probs = self.predict_proba(texts)
+        return [self.labels[i] for i in probs.argmax(axis=1)]

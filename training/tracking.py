@@ -1,0 +1,60 @@
+"""MLflow tracking: every training run is logged; registry aliases mark what may be served."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_ARTIFACT_DIR = Path("mlartifacts")
+CHAMPION = "champion"
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set (a server works too), else a local sqlite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def configure(experiment: str) -> str:
+    """Point MLflow at the tracking store and experiment; returns the experiment id."""
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    existing = mlflow.get_experiment_by_name(experiment)
+    if existing is not None:
+        experiment_id = existing.experiment_id
+    else:
+        location = None
+        if uri.startswith("sqlite:"):
+            location = DEFAULT_ARTIFACT_DIR.resolve().as_uri()
+        experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+@contextmanager
+def run(experiment: str, run_name: str, run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """Start (or resume, given run_id) a run in the configured store."""
+    configure(experiment)
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name) as active:
+        yield active
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    version: str
+    champion: bool
+
+
+def register(model_uri: str, name: str, tags: dict[str, str], promote: bool) -> Registration:
+    """Register a logged model; point the champion alias at it when it passed the gate."""
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    if promote:
+        MlflowClient().set_registered_model_alias(name, CHAMPION, version.version)
+    return Registration(name=name, version=str(version.version), champion=promote)

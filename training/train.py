@@ -1,0 +1,101 @@
+"""Train one model family on the prepared splits, evaluate it, and track everything in MLflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+
+from training import tracking
+from training.data import load_texts_labels
+from training.evaluate import classification_metrics, headline, plot_confusion_matrix
+from training.families.factory import create_family, save_family
+from training.params import Params
+from training.validate import PREPARED_LABEL, PREPARED_TEXT
+
+log = logging.getLogger(__name__)
+RUN_FILE = "mlflow_run.json"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    family: str
+    run_id: str
+    metrics: dict[str, float]
+    registered_version: str
+    champion: bool
+    train_seconds: float
+
+
+def passes_gate(metrics: dict[str, float], params: Params) -> bool:
+    """The quality gate from params.yaml: below it, a model is registered but never champion."""
+    return metrics["accuracy"] >= params.gate.min_accuracy and metrics["macro_f1"] >= params.gate.min_macro_f1
+
+
+def train(family: str, params: Params, model_dir: Path, reports_dir: Path) -> TrainResult:
+    """Fit `family` on the prepared train split; write the model, metrics and plots; log to MLflow."""
+    data = params.data
+    train_texts, train_labels = load_texts_labels(data.prepared_train, PREPARED_TEXT, PREPARED_LABEL)
+    test_texts, test_labels = load_texts_labels(data.prepared_test, PREPARED_TEXT, PREPARED_LABEL)
+    data_report = json.loads((reports_dir / "data.json").read_text(encoding="utf-8"))
+
+    model = create_family(family, params)
+    started = time.perf_counter()
+    model.fit(train_texts, train_labels)
+    train_seconds = time.perf_counter() - started
+
+    predictions = model.predict(test_texts)
+    metrics = classification_metrics(test_labels, predictions, model.labels)
+    scalars = headline(metrics) | {"train_seconds": train_seconds}
+    save_family(model, model_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = reports_dir / f"train_{family}.json"
+    metrics_path.write_text(json.dumps(scalars, indent=2) + "\n", encoding="utf-8")
+    class_report_path = reports_dir / f"per_class_{family}.json"
+    class_report_path.write_text(json.dumps(metrics["per_class"], indent=1) + "\n", encoding="utf-8")
+    plot = plot_confusion_matrix(
+        test_labels,
+        predictions,
+        model.labels,
+        reports_dir / f"confusion_{family}.png",
+        title=f"{family}: accuracy {scalars['accuracy']:.3f}",
+    )
+
+    promote = passes_gate(scalars, params)
+    with tracking.run(params.registry.experiment, run_name=f"train-{family}") as active:
+        mlflow.set_tags({"family": family, "stage": "train", "data_sha256": data_report["data_sha256"]})
+        mlflow.log_params({f"{family}.{k}": v for k, v in model.params().items()})
+        mlflow.log_params(
+            {
+                "data.name": data.name,
+                "data.train_rows": len(train_texts),
+                "data.test_rows": len(test_texts),
+            }
+        )
+        mlflow.log_metrics(scalars)
+        mlflow.log_artifact(str(class_report_path), "reports")
+        mlflow.log_artifact(str(plot), "plots")
+        model_uri = model.log_to_mlflow()
+        registration = tracking.register(
+            model_uri,
+            params.registry.model_name,
+            tags={"family": family, "data_sha256": data_report["data_sha256"]},
+            promote=promote,
+        )
+        run_id = active.info.run_id
+    result = TrainResult(
+        family=family,
+        run_id=run_id,
+        metrics=scalars,
+        registered_version=registration.version,
+        champion=registration.champion,
+        train_seconds=train_seconds,
+    )
+    (model_dir / RUN_FILE).write_text(json.dumps(asdict(result), indent=2), encoding="utf-8")
+    if not promote:
+        log.warning("%s did not pass the quality gate %s: not promoted", family, params.gate)
+    return result
