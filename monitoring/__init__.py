@@ -1,0 +1,1 @@
+"""Monitoring: Prometheus metrics, whylogs profiles, drift checks and the retraining trigger."""
