@@ -47,7 +47,7 @@ def test_parity_check_fails_loudly() -> None:
     with pytest.raises(parity.ParityError, match=r"labels agree on 50.0000% of 2 texts"):
         parity.check(report, min_label_agreement=0.999, max_proba_diff=1e-4)
     with pytest.raises(parity.ParityError, match="probabilities differ"):
-        parity.check(parity.compare(source, source + [[0.01, -0.01], [0, 0]]), 0.5, 1e-4)
+        parity.check(parity.compare(source, source + np.array([[0.01, -0.01], [0, 0]])), 0.5, 1e-4)
 
 
 def test_sublinear_tf_is_refused_before_it_breaks_parity() -> None:
@@ -64,5 +64,32 @@ def test_store_save_is_idempotent(trained_logreg: Workspace) -> None:
 
 def test_incomplete_folder_is_refused(tmp_path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"")
-    with pytest.raises(ContractError, match="missing labels.json, metadata.json"):
+    with pytest.raises(ContractError, match=r"missing labels\.json, metadata\.json"):
         read_model_folder(tmp_path)
+
+
+def test_export_is_byte_for_byte_reproducible(tmp_path) -> None:
+    """The model version is a hash of the ONNX bytes, so the same model must give the same bytes."""
+    import os
+    import subprocess
+    import sys
+
+    import joblib
+
+    model = LogregFamily(LogregParams()).fit(["aa bb", "cc dd", "ee ff"], ["x", "y", "z"])
+    joblib.dump(model.pipeline, tmp_path / "p.joblib")
+    script = (
+        "import hashlib, joblib, sys; from converters.sklearn_onnx import pipeline_to_onnx; "
+        "print(hashlib.sha256(pipeline_to_onnx(joblib.load(sys.argv[1]))).hexdigest())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / "p.joblib")],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(digests) == 1

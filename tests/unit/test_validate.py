@@ -9,11 +9,19 @@ import pytest
 
 from tests.helpers import write_csv, write_tiny_dataset
 from training.params import DataParams
-from training.validate import DataValidationError, normalize, prepare, validate_dataset
+from training.validate import DataValidationError, normalize, prepare
 
 
 def params_for(directory: Path, **kw: object) -> DataParams:
     return DataParams(dir=directory, labels_file="categories.json", prepared_dir=directory / "prepared", **kw)
+
+
+def run(params: DataParams):
+    return prepare(params, params.prepared_dir / "report.json")
+
+
+def read_prepared(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def rewrite(path: Path, extra: list[tuple[str, str]]) -> None:
@@ -33,31 +41,31 @@ def test_clean_data_is_prepared(tmp_path: Path) -> None:
 def test_missing_column(tmp_path: Path) -> None:
     data = write_tiny_dataset(tmp_path / "d")
     with pytest.raises(DataValidationError, match=r"missing column\(s\) \['utterance'\]"):
-        validate_dataset(params_for(data, text_column="utterance"))
+        run(params_for(data, text_column="utterance"))
 
 
 def test_empty_text_is_refused_with_its_line(tmp_path: Path) -> None:
     data = write_tiny_dataset(tmp_path / "d")
     rewrite(data / "train.csv", [("   ", "refund")])
     with pytest.raises(DataValidationError, match=r"1 empty or blank text\(s\) in .*train.csv \(line 202\)"):
-        validate_dataset(params_for(data))
+        run(params_for(data))
 
 
 def test_unknown_and_mismatched_labels(tmp_path: Path) -> None:
     data = write_tiny_dataset(tmp_path / "d")
     rewrite(data / "test.csv", [("what is going on", "mystery")])
     with pytest.raises(DataValidationError) as caught:
-        validate_dataset(params_for(data))
+        run(params_for(data))
     text = str(caught.value)
     assert "test: 1 label(s) not in" in text and "never seen in train: ['mystery']" in text
 
 
 def test_label_without_training_examples(tmp_path: Path) -> None:
     data = write_tiny_dataset(tmp_path / "d")
-    labels = json.loads((data / "categories.json").read_text()) + ["lonely"]
+    labels = [*json.loads((data / "categories.json").read_text()), "lonely"]
     (data / "categories.json").write_text(json.dumps(labels))
     with pytest.raises(DataValidationError, match=r"no training example: \['lonely'\]"):
-        validate_dataset(params_for(data))
+        run(params_for(data))
 
 
 def test_leakage_fails_by_default_and_can_drop_train_copies(tmp_path: Path) -> None:
@@ -65,13 +73,34 @@ def test_leakage_fails_by_default_and_can_drop_train_copies(tmp_path: Path) -> N
     test_text, test_label = (data / "test.csv").read_text().splitlines()[1].rsplit(",", 1)
     rewrite(data / "train.csv", [("\n" + test_text + "  ", test_label)])  # differs only by whitespace
     with pytest.raises(DataValidationError, match=r"1 train text\(s\) also in the test set \(leakage\)"):
-        validate_dataset(params_for(data, on_leakage="fail"))
-    report, train, test, _ = validate_dataset(params_for(data, on_leakage="drop_from_train"))
+        run(params_for(data, on_leakage="fail"))
+    params = params_for(data, on_leakage="drop_from_train")
+    report = run(params)
+    train, test = read_prepared(params.prepared_train), read_prepared(params.prepared_test)
     assert report.dropped_from_train == 1 and len(train) == 200 and len(test) == 50
-    assert normalize(test_text) not in {normalize(e.text) for e in train}
+    assert normalize(test_text) not in {normalize(e["text"]) for e in train}
 
 
 def test_labels_inferred_without_labels_file(tmp_path: Path) -> None:
     data = write_tiny_dataset(tmp_path / "d")
-    _, _, _, labels = validate_dataset(DataParams(dir=data, labels_file=None))
+    params = DataParams(dir=data, labels_file=None, prepared_dir=tmp_path / "prepared")
+    run(params)
+    labels = json.loads((params.prepared_dir / "labels.json").read_text())
     assert labels == sorted(labels) and len(labels) == 5
+
+
+def test_failed_validation_writes_nothing(tmp_path: Path) -> None:
+    data = write_tiny_dataset(tmp_path / "d")
+    rewrite(data / "train.csv", [("", "refund")])
+    params = params_for(data)
+    with pytest.raises(DataValidationError):
+        run(params)
+    assert not params.prepared_train.exists() and list(params.prepared_dir.iterdir()) == []
+
+
+def test_duplicates_and_conflicts_are_reported(tmp_path: Path) -> None:
+    data = write_tiny_dataset(tmp_path / "d")
+    rewrite(data / "train.csv", [("same words here", "refund"), ("same  words here", "top_up")])
+    report = run(params_for(data))
+    assert report.duplicate_train_texts == 1 and report.conflicting_train_texts == 1
+    assert any("more than one label" in w for w in report.warnings)
