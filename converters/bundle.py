@@ -21,8 +21,15 @@ def build_bento(onnx_dir: Path, record: Path, bentofile: Path = BENTOFILE) -> di
     model_tag = save_to_store(onnx_dir)
     # A child process: the service module reads TEXTCLF_MODEL at import, once.
     done = subprocess.run(
-        [str(Path(sys.executable).with_name("bentoml")), "build", "-f", str(bentofile.resolve()),
-         "--output", "tag", str(bentofile.resolve().parent)],
+        [
+            str(Path(sys.executable).with_name("bentoml")),
+            "build",
+            "-f",
+            str(bentofile.resolve()),
+            "--output",
+            "tag",
+            str(bentofile.resolve().parent),
+        ],
         env={**os.environ, "TEXTCLF_MODEL": model_tag},
         capture_output=True,
         text=True,

@@ -22,7 +22,11 @@ os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STATE / 'mlflow.db'}"
 from tests.helpers import bentoml_serve, write_tiny_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SERVER_LIMITS = {"TEXTCLF_MAX_TEXTS": "16", "TEXTCLF_MAX_TEXT_CHARS": "200", "TEXTCLF_MAX_BODY_BYTES": "65536"}
+SERVER_LIMITS = {
+    "TEXTCLF_MAX_TEXTS": "16",
+    "TEXTCLF_MAX_TEXT_CHARS": "200",
+    "TEXTCLF_MAX_BODY_BYTES": "65536",
+}
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ def make_workspace(root: Path, **overrides: dict) -> Workspace:
     data_dir = write_tiny_dataset(root / "data")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update(dir=str(data_dir), prepared_dir=str(root / "artifacts" / "data"))
-    params["registry"]["experiment"] = f"tests-{root.name}"
+    params["registry"].update(experiment=f"tests-{root.name}", model_name=f"tests-{root.name}")
     for section, values in overrides.items():
         params[section].update(values)
     params_file = root / "params.yaml"

@@ -40,7 +40,9 @@ def tiny_rows(per_intent: int, seed: int) -> list[tuple[str, str]]:
     return rows
 
 
-def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "category")) -> Path:
+def write_csv(
+    path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "category")
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -95,7 +97,9 @@ def bentoml_serve(target: str, env: dict[str, str], cwd: Path, timeout_s: float 
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"bentoml serve not ready in {timeout_s}s:\n{Path(log.name).read_text()[-4000:]}")
+                raise RuntimeError(
+                    f"bentoml serve not ready in {timeout_s}s:\n{Path(log.name).read_text()[-4000:]}"
+                )
             time.sleep(0.3)
         yield url
     finally:

@@ -184,8 +184,13 @@ def predict_batch(
         raise _fail(str(exc)) from None
     console.print(
         f"[green]{summary.rows_out}/{summary.rows_in} rows[/] written to {output} "
-        f"({summary.retried} chunk retries)"
+        f"({summary.retried} retried requests)"
     )
+    if summary.failed_rows:
+        console.print(
+            f"[yellow]warning:[/] {summary.failed_rows} row(s) not classified; "
+            "their reason is in the `error` column"
+        )
 
 
 if __name__ == "__main__":

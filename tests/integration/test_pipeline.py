@@ -14,12 +14,22 @@ from tests.conftest import REPO
 from tests.helpers import bin_path, write_csv, write_tiny_dataset
 
 pytestmark = pytest.mark.integration
-CODE = ["training", "converters", "bentos", "textclf", "bentofile.yaml", "requirements-serving.txt", "dvc.yaml"]
+CODE = [
+    "training",
+    "converters",
+    "bentos",
+    "textclf",
+    "bentofile.yaml",
+    "requirements-serving.txt",
+    "dvc.yaml",
+]
 
 
 def dvc(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{Path(bin_path('dvc')).parent}:{os.environ['PATH']}"}
-    return subprocess.run([bin_path("dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [bin_path("dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +45,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_tiny_dataset(root / "data" / "raw" / "tiny")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["dir"] = "data/raw/tiny"
-    params["registry"]["experiment"] = "tests-pipeline"
+    params["registry"].update(experiment="tests-pipeline", model_name="tests-pipeline")
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     assert dvc(["init", "--no-scm", "-q"], root).returncode == 0
     return root
