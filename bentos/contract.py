@@ -31,7 +31,9 @@ class ModelMetadata:
     input_kind: InputKind
     data_sha256: str
     metrics: dict[str, float] = field(default_factory=dict)
-    max_length: int | None = None
+    max_length: int | None = None  # token-based families: truncation length
+    pad_id: int | None = None  # token-based families: the padding token id
+    precision: str = "fp32"  # fp32 or int8
     mlflow_run_id: str | None = None
     registered_version: str | None = None
 

@@ -111,6 +111,7 @@ class ModelInfo(BaseModel):
     name: str
     version: str
     family: str
+    precision: str
     labels: int
     metrics: dict[str, float]
     data_sha256: str

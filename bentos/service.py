@@ -29,12 +29,15 @@ class TextClassifier:
     bento_model = bentoml.models.BentoModel(SETTINGS.model)
 
     def __init__(self) -> None:
-        self.classifier = OnnxClassifier(self.bento_model.path, threads=SETTINGS.ort_threads)
+        self.classifier = OnnxClassifier(
+            self.bento_model.path, threads=SETTINGS.ort_threads, sub_batch=SETTINGS.sub_batch
+        )
         meta = self.classifier.metadata
         self.info = ModelInfo(
             name=str(self.bento_model.tag.name),
             version=str(self.bento_model.tag.version),
             family=meta.family,
+            precision=meta.precision,
             labels=len(self.classifier.labels),
             metrics=meta.metrics,
             data_sha256=meta.data_sha256,

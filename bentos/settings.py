@@ -25,6 +25,7 @@ class ServerSettings:
     max_body_bytes: int = 2 * 1024 * 1024  # request body size limit
     max_top_k: int = 20  # largest top_k a client may ask for
     ort_threads: int = 1  # ONNX Runtime intra-op threads per worker
+    sub_batch: int = 8  # token models: texts per padded ONNX Runtime call within a batch
     workers: int = 1  # server worker processes
     timeout_s: int = 30  # request timeout
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import bentoml
 from bentoml.exceptions import NotFound
 
-from converters.store import save_to_store
+from bentos.contract import read_model_folder
+from converters.store import save_to_store, store_tag
 
 BENTOFILE = Path("bentofile.yaml")
 
@@ -45,12 +46,15 @@ def build_bento(onnx_dir: Path, record: Path, bentofile: Path = BENTOFILE) -> di
 
 
 def ensure_bento(onnx_dir: Path, record: Path) -> dict[str, str]:
-    """The recorded Bento if the local store still has it, else rebuild it from the model folder."""
+    """The recorded Bento if it serves this model folder and the local store still has it;
+    otherwise build it again from the model folder."""
     if record.is_file():
         recorded = json.loads(record.read_text(encoding="utf-8"))
+        _, metadata = read_model_folder(onnx_dir)
         try:
-            bentoml.bentos.get(recorded["bento"])
-            return recorded
+            if recorded["model"] == str(store_tag(metadata)):
+                bentoml.bentos.get(recorded["bento"])
+                return recorded
         except (NotFound, KeyError):
             pass
     return build_bento(onnx_dir, record)

@@ -1,15 +1,22 @@
-"""Export a trained family to an ONNX model folder, prove parity on the test set, log to MLflow."""
+"""Export a trained family to ONNX model folders (fp32, and int8 where asked), proving parity.
+
+fp32 must score like the source model (TF-IDF+LR: probabilities on the whole test split; PyTorch
+families: logits on a test sample); int8 must agree with fp32 on the labels of the whole test split.
+Any miss raises ParityError and stops the pipeline.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from bentos.contract import ModelMetadata, write_model_folder
+from bentos.contract import TOKENIZER_FILE, ModelMetadata, write_model_folder
 from bentos.runtime import OnnxClassifier
 from converters import parity
 from training.data import batched, load_texts_labels
@@ -19,60 +26,105 @@ from training.params import Params
 from training.train import RUN_FILE
 from training.validate import PREPARED_LABEL, PREPARED_TEXT
 
-CHUNK = 1024  # texts per model call during the parity check
+CHUNK = 1024  # texts per model call during parity checks
 
 
-def _logreg(model: ModelFamily) -> tuple[bytes, str]:
-    from converters.sklearn_onnx import pipeline_to_onnx
-
-    return pipeline_to_onnx(model.pipeline), "text"  # type: ignore[attr-defined]
+def variant_name(family: str, precision: str) -> str:
+    return family if precision == "fp32" else f"{family}-{precision}"
 
 
-CONVERTERS: dict[str, Callable[[ModelFamily], tuple[bytes, str]]] = {"logreg": _logreg}
+def _convert(model: ModelFamily, model_dir: Path, params: Params) -> bytes:
+    if model.name == "logreg":
+        from converters.sklearn_onnx import pipeline_to_onnx
+
+        return pipeline_to_onnx(model.pipeline)  # type: ignore[attr-defined]
+    from converters import torch_onnx
+
+    if model.name == "lstm":
+        return torch_onnx.lstm_to_onnx(model.model)  # type: ignore[attr-defined]
+    if model.name == "bert":
+        return torch_onnx.bert_to_onnx(model_dir, params.export.bert_optimization_level)
+    raise ValueError(f"no ONNX converter for family {model.name!r}")
 
 
 def _scores(score: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
     return np.concatenate([score(chunk) for chunk in batched(texts, CHUNK)])
 
 
-def export(params: Params, model_dir: Path, onnx_dir: Path, reports_dir: Path) -> dict[str, object]:
-    """Convert the model in `model_dir`, write the contract folder, fail on a parity miss."""
+def _write_variant(folder: Path, onnx_bytes: bytes, model: ModelFamily, metadata: ModelMetadata) -> None:
+    if folder.exists():
+        shutil.rmtree(folder)
+    version = hashlib.sha256(onnx_bytes).hexdigest()[:16]
+    write_model_folder(folder, onnx_bytes, model.labels, replace(metadata, version=version))
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is not None:
+        tokenizer.save(str(folder / TOKENIZER_FILE))
+
+
+def _fp32_parity(model: ModelFamily, folder: Path, texts: list[str], params: Params) -> dict[str, float]:
+    served = OnnxClassifier(folder)
+    p = params.export
+    if model.name == "logreg":
+        report = parity.compare(_scores(model.predict_proba, texts), _scores(served.predict_proba, texts))
+        parity.check(report, p.parity_min_label_agreement, p.parity_max_proba_diff)
+        return report.as_dict()
+    sample = texts[: p.parity_sample]
+    source = model.logits(sample)  # type: ignore[attr-defined]
+    report = parity.compare(source, served.output(sample, "logits"))
+    parity.check(report, p.parity_min_label_agreement, p.parity_max_logit_diff)
+    return report.as_dict()
+
+
+def export(params: Params, model_dir: Path, out_dir: Path, reports_dir: Path) -> dict[str, dict[str, float]]:
+    """Convert the model in `model_dir` into `out_dir/fp32` (and `out_dir/int8`); check parity."""
     model = load_family(model_dir)
-    convert = CONVERTERS.get(model.name)
-    if convert is None:
-        raise ValueError(f"no ONNX converter for family {model.name!r}")
     run = json.loads((model_dir / RUN_FILE).read_text(encoding="utf-8"))
     data = json.loads((reports_dir / "data.json").read_text(encoding="utf-8"))
-    onnx_bytes, input_kind = convert(model)
-    metadata = ModelMetadata(
+    base = ModelMetadata(
         family=model.name,
-        version=hashlib.sha256(onnx_bytes).hexdigest()[:16],
-        input_kind=input_kind,  # type: ignore[arg-type]
+        version="",
+        input_kind="text" if model.name == "logreg" else "tokens",
         data_sha256=data["data_sha256"],
         metrics={k: run["metrics"][k] for k in ("accuracy", "macro_f1") if k in run["metrics"]},
+        max_length=getattr(model.hparams, "max_length", None),  # type: ignore[attr-defined]
+        pad_id=getattr(model, "pad_id", None),
         mlflow_run_id=run["run_id"],
         registered_version=run["registered_version"],
     )
-    write_model_folder(onnx_dir, onnx_bytes, model.labels, metadata)
-
     texts, _ = load_texts_labels(params.data.prepared_test, PREPARED_TEXT, PREPARED_LABEL)
-    served = OnnxClassifier(onnx_dir)
-    report = parity.compare(_scores(model.predict_proba, texts), _scores(served.predict_proba, texts))
-    result: dict[str, object] = report.as_dict() | {"onnx_bytes": len(onnx_bytes)}
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    (reports_dir / f"parity_{model.name}.json").write_text(
-        json.dumps(result, indent=2) + "\n", encoding="utf-8"
-    )
-    parity.check(report, params.export.parity_min_label_agreement, params.export.parity_max_proba_diff)
-    _log_to_mlflow(params, run["run_id"], onnx_dir, report)
-    return result | {"version": metadata.version}
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    results: dict[str, dict[str, float]] = {}
+    try:
+        fp32 = _convert(model, model_dir, params)
+        _write_variant(out_dir / "fp32", fp32, model, base)
+        results["fp32"] = _fp32_parity(model, out_dir / "fp32", texts, params) | {"onnx_bytes": len(fp32)}
+        if model.name in params.export.quantize:
+            from converters.torch_onnx import quantize_int8
+
+            int8 = quantize_int8(fp32)
+            _write_variant(out_dir / "int8", int8, model, replace(base, precision="int8"))
+            report = parity.compare(
+                _scores(OnnxClassifier(out_dir / "fp32").predict_proba, texts),
+                _scores(OnnxClassifier(out_dir / "int8").predict_proba, texts),
+            )
+            results["int8"] = report.as_dict() | {"onnx_bytes": len(int8)}
+            parity.check(report, params.export.int8_min_label_agreement, max_proba_diff=1.0)
+    finally:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        (reports_dir / f"parity_{model.name}.json").write_text(
+            json.dumps(results, indent=2) + "\n", encoding="utf-8"
+        )
+    _log_to_mlflow(params, run["run_id"], out_dir, results)
+    return results
 
 
-def _log_to_mlflow(params: Params, run_id: str, onnx_dir: Path, report: parity.ParityReport) -> None:
+def _log_to_mlflow(params: Params, run_id: str, out_dir: Path, results: dict[str, dict[str, float]]) -> None:
     import mlflow
 
     from training import tracking
 
     with tracking.run(params.registry.experiment, run_name="export", run_id=run_id):
-        mlflow.log_metrics({f"parity_{k}": float(v) for k, v in report.as_dict().items()})
-        mlflow.log_artifacts(str(onnx_dir), "onnx")
+        for precision, report in results.items():
+            mlflow.log_metrics({f"parity_{precision}_{k}": float(v) for k, v in report.items()})
+        mlflow.log_artifacts(str(out_dir), "onnx")

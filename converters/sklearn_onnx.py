@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from bentos.contract import PROBABILITIES_OUTPUT
+from converters.onnx_graph import sort_opset_imports
 
 # ONNX Runtime's StringNormalizer asks for en_US.UTF-8 by default, which slim machines and images
 # lack; C.UTF-8 exists everywhere and lower-cases ASCII the same way.
@@ -37,9 +38,4 @@ def pipeline_to_onnx(pipeline: Pipeline, opset: int = 17) -> bytes:
     # skl2onnx names the outputs label / probabilities; keep the contract explicit.
     if PROBABILITIES_OUTPUT not in outputs:
         raise ValueError(f"converted graph lacks a {PROBABILITIES_OUTPUT!r} output: {outputs}")
-    # skl2onnx lists opset imports in set order; sort them so the same model gives the same bytes
-    # (the model version is a hash of them).
-    imports = sorted(onx.opset_import, key=lambda o: o.domain)
-    del onx.opset_import[:]
-    onx.opset_import.extend(imports)
-    return onx.SerializeToString()
+    return sort_opset_imports(onx).SerializeToString()

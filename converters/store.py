@@ -9,19 +9,21 @@ from pathlib import Path
 import bentoml
 from bentoml.exceptions import NotFound
 
-from bentos.contract import read_model_folder
+from bentos.contract import ModelMetadata, read_model_folder
 
 STORE_PREFIX = "textclf-"
 
 
-def store_name(family: str) -> str:
-    return f"{STORE_PREFIX}{family}"
+def store_tag(metadata: ModelMetadata) -> bentoml.Tag:
+    """textclf-<family>[-int8]:<version>; the version is a hash of the ONNX bytes."""
+    suffix = "" if metadata.precision == "fp32" else f"-{metadata.precision}"
+    return bentoml.Tag(f"{STORE_PREFIX}{metadata.family}{suffix}", metadata.version)
 
 
 def save_to_store(folder: Path) -> str:
-    """Copy the contract files of `folder` into the store as textclf-<family>:<version>."""
+    """Copy the contract files of `folder` into the store; return the model's tag."""
     labels, metadata = read_model_folder(folder)
-    tag = bentoml.Tag(store_name(metadata.family), metadata.version)
+    tag = store_tag(metadata)
     try:
         return str(bentoml.models.get(tag).tag)
     except NotFound:
@@ -29,7 +31,7 @@ def save_to_store(folder: Path) -> str:
     info = {k: v for k, v in asdict(metadata).items() if v is not None}
     with bentoml.models.create(
         tag,
-        labels={"family": metadata.family, "runtime": "onnxruntime"},
+        labels={"family": metadata.family, "precision": metadata.precision, "runtime": "onnxruntime"},
         metadata=info | {"labels": len(labels)},
     ) as model:
         for item in Path(folder).iterdir():

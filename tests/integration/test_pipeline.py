@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_EXPORT, TINY_LSTM
 from tests.helpers import bin_path, write_csv, write_tiny_dataset
 
 pytestmark = pytest.mark.integration
@@ -43,8 +44,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy2(source, root / name)
     write_tiny_dataset(root / "data" / "raw" / "tiny")
+    (root / "README.md").write_text("# demo\n<!-- comparison:start -->\nold\n<!-- comparison:end -->\nend\n")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["dir"] = "data/raw/tiny"
+    params["families"] = ["logreg", "lstm"]
+    params["lstm"].update(TINY_LSTM)
+    params["export"].update(TINY_EXPORT)
     params["registry"].update(experiment="tests-pipeline", model_name="tests-pipeline")
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     assert dvc(["init", "--no-scm", "-q"], root).returncode == 0
@@ -54,13 +59,26 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_repro_runs_every_stage_then_nothing(project: Path) -> None:
     first = dvc(["repro"], project)
     assert first.returncode == 0, first.stdout + first.stderr
-    for stage in ("validate", "train@logreg", "export@logreg", "evaluate@logreg", "build"):
+    stages = ["validate", "select", "build"]
+    stages += [
+        f"{stage}@{family}" for stage in ("train", "export", "evaluate") for family in ("logreg", "lstm")
+    ]
+    for stage in stages:
         assert f"Running stage '{stage}'" in first.stdout
-    assert (project / "artifacts" / "onnx" / "logreg" / "model.onnx").is_file()
-    assert (project / "artifacts" / "bento" / "logreg.json").is_file()
+    for variant in ("logreg/fp32", "lstm/fp32", "lstm/int8"):
+        assert (project / "artifacts" / "onnx" / variant / "model.onnx").is_file()
+    champion = json.loads((project / "reports" / "champion.json").read_text())
+    assert champion["variant"] in {"logreg", "lstm", "lstm-int8"}
+    bento = json.loads((project / "artifacts" / "bento" / "champion.json").read_text())
+    assert bento["model"] == champion["model_tag"]
+    comparison = (project / "reports" / "comparison.md").read_text()
+    assert all(f"{v}**" in comparison or f"| {v} |" in comparison for v in ("logreg", "lstm", "lstm-int8"))
+    assert comparison.count("(champion)") == 1
+    readme = (project / "README.md").read_text()
+    assert comparison.strip() in readme and "old" not in readme and readme.endswith("end\n")
 
     shown = dvc(["metrics", "show"], project)
-    assert shown.returncode == 0 and "reports/metrics_logreg.json" in shown.stdout
+    assert shown.returncode == 0 and "reports/eval/metrics_lstm.json" in shown.stdout
     assert "accuracy" in shown.stdout and "macro_f1" in shown.stdout
 
     second = dvc(["repro"], project)

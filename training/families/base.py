@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+
+from training.epochs import EpochStats
 
 
 class ModelFamily(ABC):
@@ -20,8 +23,10 @@ class ModelFamily(ABC):
         """Class names in the order of `predict_proba` columns."""
 
     @abstractmethod
-    def fit(self, texts: list[str], labels: list[str]) -> ModelFamily:
-        """Train on the given examples and return self."""
+    def fit(
+        self, texts: list[str], labels: list[str], on_epoch: Callable[[EpochStats], None] | None = None
+    ) -> ModelFamily:
+        """Train on the given examples and return self; `on_epoch` hears about each epoch, if any."""
 
     @abstractmethod
     def predict_proba(self, texts: list[str]) -> np.ndarray:

@@ -1,7 +1,8 @@
-"""Factory: a family name from params or the command line → its class."""
+"""Factory: a family name from params or the command line → its class (imported only when chosen)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -9,29 +10,27 @@ from training.families.base import ModelFamily
 from training.params import Params
 
 FAMILY_FILE = "family.json"
+# Lazy on purpose: choosing logreg never imports torch or transformers.
+_CLASSES = {
+    "logreg": "training.families.logreg:LogregFamily",
+    "lstm": "training.families.lstm:LstmFamily",
+    "bert": "training.families.bert:BertFamily",
+}
+FAMILIES: tuple[str, ...] = tuple(_CLASSES)
 
 
 class UnknownFamilyError(ValueError):
     """The requested model family does not exist."""
 
 
-def _registry() -> dict[str, type[ModelFamily]]:
-    # Imported lazily so that choosing logreg never imports torch.
-    from training.families.logreg import LogregFamily
-
-    return {LogregFamily.name: LogregFamily}
-
-
-FAMILIES: tuple[str, ...] = ("logreg",)
-
-
 def family_class(name: str) -> type[ModelFamily]:
     try:
-        return _registry()[name]
+        module, cls = _CLASSES[name].split(":")
     except KeyError:
         raise UnknownFamilyError(
             f"unknown model family {name!r}; choose one of: {', '.join(FAMILIES)}"
         ) from None
+    return getattr(importlib.import_module(module), cls)
 
 
 def create_family(name: str, params: Params) -> ModelFamily:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import joblib
@@ -10,6 +11,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from training.epochs import EpochStats
 from training.families.base import ModelFamily
 from training.params import LogregParams
 
@@ -51,7 +53,9 @@ class LogregFamily(ModelFamily):
     def labels(self) -> list[str]:
         return [str(c) for c in self.pipeline.classes_]
 
-    def fit(self, texts: list[str], labels: list[str]) -> LogregFamily:
+    def fit(
+        self, texts: list[str], labels: list[str], on_epoch: Callable[[EpochStats], None] | None = None
+    ) -> LogregFamily:
         self.pipeline.fit(texts, labels)
         return self
 
