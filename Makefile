@@ -3,7 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-MODEL ?= logreg
+MODEL ?= champion
+FAMILY = $(firstword $(subst -, ,$(MODEL)))
 HOST ?= 127.0.0.1
 PORT ?= 3000
 PYTEST_ARGS ?=
@@ -37,11 +38,15 @@ venv: $(BIN)/.installed  ## create the virtual environment from the pinned requi
 data: venv  ## fetch the DVC-versioned dataset from the default (offline, in-repo) remote
 	dvc pull --quiet data/raw/banking77.dvc
 
-pipeline: data  ## reproduce validate → train → export → evaluate → build (cached steps are skipped)
+pipeline: data  ## reproduce the pipeline (cached steps are skipped); MODEL=logreg runs only that family
+ifeq ($(MODEL),champion)
 	dvc repro
+else
+	dvc repro evaluate@$(FAMILY)
+endif
 	dvc metrics show
 
-run: pipeline  ## serve the Bento on http://$(HOST):$(PORT) until stopped
+run: pipeline  ## serve MODEL (default: the champion) on http://$(HOST):$(PORT) until stopped
 	textclf serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
 test: venv  ## run the whole test suite (unit + real servers on loopback)

@@ -480,37 +480,12 @@ async def apredict_file(
     return summary
 
 
-def predict_file(
-    input_file: Path,
-    output: Path,
-    *,
-    url: str = "http://127.0.0.1:3000",
-    text_column: str = "text",
-    chunk_size: int = 64,
-    concurrency: int = 4,
-    retries: int = 3,
-    top_k: int | None = None,
-    timeout: float = 30.0,
-    progress: bool | None = None,
-) -> BatchSummary:
+def predict_file(input_file: Path, output: Path, **options: Any) -> BatchSummary:
     """Classify every row of `input_file` through the server at `url`; write `output` atomically.
 
     Rows keep their order and columns, gaining `label`, `score`, `top_k` and `error`. Rows the
     server cannot take (blank or non-string text, or a chunk it refused with a 4xx) are written
     with `error` filled; transient failures are retried, then fail the run with a BatchError.
-    `progress=None` shows the progress bar only on a terminal.
+    Options are those of `apredict_file`; `progress=None` shows the bar only on a terminal.
     """
-    return asyncio.run(
-        apredict_file(
-            input_file,
-            output,
-            url=url,
-            text_column=text_column,
-            chunk_size=chunk_size,
-            concurrency=concurrency,
-            retries=retries,
-            top_k=top_k,
-            timeout=timeout,
-            progress=progress,
-        )
-    )
+    return asyncio.run(apredict_file(input_file, output, **options))

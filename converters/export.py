@@ -19,6 +19,7 @@ import numpy as np
 from bentos.contract import TOKENIZER_FILE, ModelMetadata, write_model_folder
 from bentos.runtime import OnnxClassifier
 from converters import parity
+from converters.store import save_to_store
 from training.data import batched, load_texts_labels
 from training.families.base import ModelFamily
 from training.families.factory import load_family
@@ -76,7 +77,8 @@ def _fp32_parity(model: ModelFamily, folder: Path, texts: list[str], params: Par
 
 
 def export(params: Params, model_dir: Path, out_dir: Path, reports_dir: Path) -> dict[str, dict[str, float]]:
-    """Convert the model in `model_dir` into `out_dir/fp32` (and `out_dir/int8`); check parity."""
+    """Convert the model in `model_dir` into `out_dir/fp32` (and `out_dir/int8`); check parity; save
+    each variant to the BentoML model store."""
     model = load_family(model_dir)
     run = json.loads((model_dir / RUN_FILE).read_text(encoding="utf-8"))
     data = json.loads((reports_dir / "data.json").read_text(encoding="utf-8"))
@@ -116,6 +118,8 @@ def export(params: Params, model_dir: Path, out_dir: Path, reports_dir: Path) ->
             json.dumps(results, indent=2) + "\n", encoding="utf-8"
         )
     _log_to_mlflow(params, run["run_id"], out_dir, results)
+    for precision in results:
+        save_to_store(out_dir / precision)
     return results
 
 

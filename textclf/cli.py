@@ -74,7 +74,12 @@ def train(model: str = ModelOption, params_file: Path = ParamsOption) -> None:
         raise _fail("no prepared data: run `textclf validate` (or `dvc repro`) first")
     with console.status(f"training {model}…"):
         result = run_training(model, params, paths.model_dir(model), paths.REPORTS)
-    verdict = "champion" if result.champion else "registered, below the quality gate"
+    if result.champion:
+        verdict = "now the champion"
+    elif result.passed_gate:
+        verdict = "registered; the current champion is at least as accurate"
+    else:
+        verdict = "registered, below the quality gate"
     console.print(
         f"[green]{model}:[/] accuracy {result.metrics['accuracy']:.4f}, "
         f"macro-F1 {result.metrics['macro_f1']:.4f} in {result.train_seconds:.1f}s; "
@@ -161,12 +166,15 @@ def select(
     console.print(f"[green]champion:[/] {champion.variant} ({champion.model_tag})")
 
 
-def _variant(name: str) -> tuple[str, Path]:
-    """A variant name, or `champion` (the one `textclf select` chose) → (variant, model folder)."""
+def _variant(name: str, params_file: Path) -> tuple[str, Path]:
+    """A variant name, or `champion` (the MLflow champion alias) → (variant, model folder)."""
     if name == "champion":
-        if not paths.CHAMPION_FILE.is_file():
-            raise _fail("no champion chosen yet: run `dvc repro` (or `textclf select`), or pass --model")
-        name = json.loads(paths.CHAMPION_FILE.read_text(encoding="utf-8"))["variant"]
+        from training.tracking import champion_variant
+
+        champion = champion_variant(_load(params_file).registry.model_name)
+        if champion is None:
+            raise _fail("no champion in MLflow yet: run `dvc repro` (or `textclf select`), or pass --model")
+        name = champion
     folder = paths.variant_dir(name)
     if not (folder / "model.onnx").is_file():
         family = name.partition("-")[0]
@@ -175,16 +183,19 @@ def _variant(name: str) -> tuple[str, Path]:
 
 
 VariantOption = typer.Option(
-    "champion", "--model", "-m", help="Variant to serve: champion, logreg, lstm, lstm-int8, bert, bert-int8."
+    "champion",
+    "--model",
+    "-m",
+    help="Variant: champion (MLflow alias), logreg, lstm, lstm-int8, bert, bert-int8.",
 )
 
 
 @app.command()
-def build(model: str = VariantOption) -> None:
+def build(model: str = VariantOption, params_file: Path = ParamsOption) -> None:
     """Save a variant to the BentoML model store and build the Bento that serves it."""
     from converters.bundle import build_bento
 
-    variant, folder = _variant(model)
+    variant, folder = _variant(model, params_file)
     with console.status("building the Bento…"):
         result = build_bento(folder, paths.bento_record(model))
     console.print(f"[green]built[/] {result['bento']} serving {variant} ({result['model']})")
@@ -195,11 +206,12 @@ def serve(
     model: str = VariantOption,
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
     port: int = typer.Option(3000, help="Port to listen on."),
+    params_file: Path = ParamsOption,
 ) -> None:
     """Serve the Bento of a variant (built now if the local store does not have it)."""
     from converters.bundle import ensure_bento
 
-    variant, folder = _variant(model)
+    variant, folder = _variant(model, params_file)
     tags = ensure_bento(folder, paths.bento_record(model))
     console.print(f"serving {tags['bento']} ({variant}: {tags['model']}) on http://{host}:{port}")
     os.environ["TEXTCLF_MODEL"] = tags["model"]

@@ -30,4 +30,3 @@ def bento_record(name: str) -> Path:
     return ARTIFACTS / "bento" / f"{name}.json"
 
 
-CHAMPION_FILE = REPORTS / "champion.json"

@@ -169,6 +169,11 @@ def fit(
                 seconds=time.perf_counter() - started,
             )
             history.append(record)
+            progress.console.print(
+                f"{description} epoch {epoch}: train loss {record.train_loss:.4f}, "
+                f"val loss {record.val_loss:.4f}, val accuracy {record.val_accuracy:.4f} "
+                f"({record.seconds:.0f}s)"
+            )
             if on_epoch is not None:
                 on_epoch(record)
             score = record.val_accuracy if len(val_idx) else -record.train_loss

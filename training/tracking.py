@@ -79,3 +79,13 @@ def promote(name: str, version: str, tags: dict[str, str]) -> None:
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def champion_variant(name: str) -> str | None:
+    """The variant the MLflow `champion` alias points at (tagged by `textclf select`), if any."""
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return version.tags.get("variant") or version.tags.get("family")

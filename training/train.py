@@ -34,6 +34,7 @@ class TrainResult:
     metrics: dict[str, float]
     registered_version: str
     champion: bool
+    passed_gate: bool
     train_seconds: float
 
 
@@ -105,10 +106,11 @@ def train(family: str, params: Params, model_dir: Path, reports_dir: Path) -> Tr
         metrics=scalars,
         registered_version=registration.version,
         champion=registration.champion,
+        passed_gate=passes_gate(scalars, params),
         train_seconds=train_seconds,
     )
     (model_dir / RUN_FILE).write_text(json.dumps(asdict(result), indent=2), encoding="utf-8")
-    if not passes_gate(scalars, params):
+    if not result.passed_gate:
         log.warning("%s did not pass the quality gate %s: not promoted", family, params.gate)
     return result
 

@@ -49,3 +49,16 @@ def test_export_before_train_says_what_to_run(tmp_path: Path, monkeypatch, train
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["export", "--model", "logreg", "--params", str(trained_logreg.params_file)])
     assert result.exit_code == 1 and "textclf train --model logreg" in result.output
+
+
+def test_build_without_a_champion_says_what_to_run(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    result = runner.invoke(app, ["build", "--params", str(ws.params_file)])
+    assert result.exit_code == 1 and "no champion in MLflow yet" in result.output
+
+
+def test_serving_an_unexported_variant_says_what_to_run(tmp_path: Path, monkeypatch) -> None:
+    ws = make_workspace(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["serve", "--model", "bert-int8", "--params", str(ws.params_file)])
+    assert result.exit_code == 1 and "textclf export --model bert" in result.output

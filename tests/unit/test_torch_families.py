@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import bentoml
 import numpy as np
 import pytest
 import torch
@@ -11,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from bentos.contract import TOKENIZER_FILE, read_model_folder
 from bentos.runtime import OnnxClassifier
+from converters.store import store_tag
 from tests.conftest import Workspace
 from training import torch_loop
 from training.families import load_family
@@ -80,6 +82,9 @@ def test_export_parity_and_int8_agreement(fixture: str, request: pytest.FixtureR
         _labels, meta = read_model_folder(folder)
         assert (folder / TOKENIZER_FILE).is_file() and meta.input_kind == "tokens"
         assert meta.precision == precision and meta.pad_id is not None and meta.max_length
+        assert bentoml.models.get(store_tag(meta)).tag.name == f"textclf-{family}" + (
+            "-int8" if precision == "int8" else ""
+        )
     assert (ws.onnx_dir(family, "int8") / "model.onnx").stat().st_size < (
         ws.onnx_dir(family, "fp32") / "model.onnx"
     ).stat().st_size

@@ -1,0 +1,61 @@
+"""The champion rule: best accuracy within the gate and the latency budget, faster on ties."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.compare import Candidate, NoChampionError, choose, table, update_readme
+from training.params import ChampionParams, GateParams, Params
+
+
+def candidate(variant: str, accuracy: float, p95_ms: float, texts_per_s: float = 1000.0) -> Candidate:
+    return Candidate(
+        variant=variant,
+        family=variant.split("-")[0],
+        precision="int8" if variant.endswith("int8") else "fp32",
+        accuracy=accuracy,
+        macro_f1=accuracy,
+        onnx_mb=1.0,
+        texts_per_s=texts_per_s,
+        p95_ms_single=p95_ms,
+        model_tag=f"textclf-{variant}:v1",
+        registered_version="1",
+    )
+
+
+PARAMS = Params(gate=GateParams(min_accuracy=0.85, min_macro_f1=0.85), champion=ChampionParams(max_p95_ms=10))
+
+
+def test_most_accurate_within_budget_wins() -> None:
+    pool = [candidate("logreg", 0.90, 0.1), candidate("bert", 0.94, 30.0), candidate("bert-int8", 0.93, 8.0)]
+    assert choose(pool, PARAMS).variant == "bert-int8"  # bert itself is over the latency budget
+
+
+def test_gate_excludes_and_ties_go_to_the_faster() -> None:
+    pool = [
+        candidate("lstm", 0.80, 1.0),
+        candidate("logreg", 0.90, 0.1, texts_per_s=50_000),
+        candidate("lstm-int8", 0.90, 1.0, texts_per_s=9_000),
+    ]
+    assert choose(pool, PARAMS).variant == "logreg"
+
+
+def test_no_eligible_variant_is_a_clear_error() -> None:
+    with pytest.raises(NoChampionError, match=r"bert \(acc 0\.940, p95 30\.0 ms\)"):
+        choose([candidate("bert", 0.94, 30.0)], PARAMS)
+
+
+def test_table_and_readme_block(tmp_path: Path) -> None:
+    pool = [candidate("logreg", 0.90, 0.1), candidate("bert-int8", 0.93, 8.0)]
+    markdown = table(pool, pool[1])
+    assert markdown.splitlines()[2].startswith("| **bert-int8** (champion) | 0.9300")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- comparison:start -->\nold\n<!-- comparison:end -->\noutro\n")
+    assert update_readme(readme, markdown)
+    assert (
+        readme.read_text()
+        == f"intro\n<!-- comparison:start -->\n{markdown}\n<!-- comparison:end -->\noutro\n"
+    )
+    assert not update_readme(tmp_path / "missing.md", markdown)
