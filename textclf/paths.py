@@ -28,5 +28,3 @@ def variant_dir(variant: str) -> Path:
 def bento_record(name: str) -> Path:
     """Which Bento and model tags were built for a variant (or for `champion`)."""
     return ARTIFACTS / "bento" / f"{name}.json"
-
-

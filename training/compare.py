@@ -58,7 +58,8 @@ def collect(families: list[str], evaluations: Path, onnx_root: Path) -> list[Can
 
 
 def choose(candidates: list[Candidate], params: Params) -> Candidate:
-    """Best accuracy among the variants within the gate and the latency budget; faster on ties."""
+    """Among the variants within the gate and the latency budget, the fastest of those whose accuracy is
+    within `champion.accuracy_tolerance` of the best."""
     eligible = [
         c
         for c in candidates
@@ -74,7 +75,9 @@ def choose(candidates: list[Candidate], params: Params) -> Candidate:
             f"no variant passes the gate {params.gate.model_dump()} within p95 ≤ "
             f"{params.champion.max_p95_ms} ms: {shown}"
         )
-    return max(eligible, key=lambda c: (round(c.accuracy, 4), c.texts_per_s))
+    best = max(c.accuracy for c in eligible)
+    near_best = [c for c in eligible if c.accuracy >= best - params.champion.accuracy_tolerance - 1e-12]
+    return max(near_best, key=lambda c: c.texts_per_s)
 
 
 def table(candidates: list[Candidate], champion: Candidate | None) -> str:

@@ -91,9 +91,11 @@ class GateParams(_Section):
 
 
 class ChampionParams(_Section):
-    """The rule that picks the served variant: best accuracy within a latency budget."""
+    """The rule that picks the served variant: best accuracy within a latency budget, where variants
+    within `accuracy_tolerance` of the best count as equally good and the fastest of them wins."""
 
     max_p95_ms: float = Field(25.0, gt=0)  # single-text p95 latency, one ONNX Runtime thread
+    accuracy_tolerance: float = Field(0.005, ge=0, le=1)
 
 
 class ExportParams(_Section):

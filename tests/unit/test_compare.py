@@ -25,7 +25,10 @@ def candidate(variant: str, accuracy: float, p95_ms: float, texts_per_s: float =
     )
 
 
-PARAMS = Params(gate=GateParams(min_accuracy=0.85, min_macro_f1=0.85), champion=ChampionParams(max_p95_ms=10))
+PARAMS = Params(
+    gate=GateParams(min_accuracy=0.85, min_macro_f1=0.85),
+    champion=ChampionParams(max_p95_ms=10, accuracy_tolerance=0.005),
+)
 
 
 def test_most_accurate_within_budget_wins() -> None:
@@ -33,9 +36,20 @@ def test_most_accurate_within_budget_wins() -> None:
     assert choose(pool, PARAMS).variant == "bert-int8"  # bert itself is over the latency budget
 
 
-def test_gate_excludes_and_ties_go_to_the_faster() -> None:
+def test_near_ties_go_to_the_fastest() -> None:
     pool = [
-        candidate("lstm", 0.80, 1.0),
+        candidate("bert", 0.923, 9.0, texts_per_s=200),
+        candidate("bert-int8", 0.920, 4.0, texts_per_s=470),
+        candidate("lstm", 0.893, 1.0, texts_per_s=1800),
+    ]
+    assert choose(pool, PARAMS).variant == "bert-int8"  # 0.3 points from the best, 2.3x faster
+    strict = PARAMS.model_copy(update={"champion": ChampionParams(max_p95_ms=10, accuracy_tolerance=0)})
+    assert choose(pool, strict).variant == "bert"
+
+
+def test_gate_excludes_and_exact_ties_go_to_the_faster() -> None:
+    pool = [
+        candidate("lstm", 0.80, 1.0, texts_per_s=90_000),
         candidate("logreg", 0.90, 0.1, texts_per_s=50_000),
         candidate("lstm-int8", 0.90, 1.0, texts_per_s=9_000),
     ]
