@@ -28,6 +28,8 @@ from training.train import RUN_FILE
 from training.validate import PREPARED_LABEL, PREPARED_TEXT
 
 CHUNK = 1024  # texts per model call during parity checks
+# Per-family int8 choices (see converters.torch_onnx.quantize_int8 for the measurements behind BERT's).
+INT8_OPTIONS: dict[str, dict] = {"bert": {"op_types": ["MatMul"], "keep_float": ("pooler", "classifier")}}
 
 
 def variant_name(family: str, precision: str) -> str:
@@ -104,7 +106,7 @@ def export(params: Params, model_dir: Path, out_dir: Path, reports_dir: Path) ->
         if model.name in params.export.quantize:
             from converters.torch_onnx import quantize_int8
 
-            int8 = quantize_int8(fp32)
+            int8 = quantize_int8(fp32, **INT8_OPTIONS.get(model.name, {}))
             _write_variant(out_dir / "int8", int8, model, replace(base, precision="int8"))
             report = parity.compare(
                 _scores(OnnxClassifier(out_dir / "fp32").predict_proba, texts),

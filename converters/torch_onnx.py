@@ -66,17 +66,23 @@ def bert_to_onnx(model_dir: Path, optimization_level: int = 2) -> bytes:
     return sort_opset_imports(append_softmax(graph)).SerializeToString()
 
 
-def quantize_int8(onnx_bytes: bytes) -> bytes:
+def quantize_int8(
+    onnx_bytes: bytes, op_types: list[str] | None = None, keep_float: tuple[str, ...] = ()
+) -> bytes:
     """Dynamic int8 quantisation: weights per output channel on 7 bits, activations on the fly.
 
-    Measured on the fine-tuned MiniLM (banking77 test): per-tensor weights agreed with fp32 on 98.5% of
-    labels; per-channel with reduced range on 99.4%, at 0.3 points of accuracy.
+    `op_types` limits which operators are quantised; nodes whose name contains one of `keep_float`
+    stay in float. Measured on the fine-tuned MiniLM (banking77 test, int8 vs fp32 labels): quantising
+    every operator per tensor agreed on 98.5%; per channel on 98.9%; MatMul only, per channel, 7-bit,
+    with the pooler and classifier head in float on 99.1%, at 0.3 points of accuracy.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(onnx_bytes)
+        model = onnx.load(str(source))
+        excluded = [n.name for n in model.graph.node if any(part in n.name for part in keep_float)]
         # ORT-optimised graphs hold fused com.microsoft ops whose outputs shape inference cannot
         # type; they are float, as the option says.
         quantize_dynamic(
@@ -85,6 +91,8 @@ def quantize_int8(onnx_bytes: bytes) -> bytes:
             weight_type=QuantType.QInt8,
             per_channel=True,
             reduce_range=True,  # 7-bit weights: no saturation in the u8-by-s8 kernels of CPUs without VNNI
+            op_types_to_quantize=op_types,
+            nodes_to_exclude=excluded,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
         return sort_opset_imports(onnx.load(str(target))).SerializeToString()
