@@ -16,7 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bentos.contract import TOKENIZER_FILE, ModelMetadata, write_model_folder
+from bentos.contract import (
+    TOKENIZER_FILE,
+    ModelMetadata,
+    read_model_folder,
+    write_metadata,
+    write_model_folder,
+)
 from bentos.runtime import OnnxClassifier
 from converters import parity
 from converters.store import save_to_store
@@ -95,7 +101,7 @@ def export(params: Params, model_dir: Path, out_dir: Path, reports_dir: Path) ->
         mlflow_run_id=run["run_id"],
         registered_version=run["registered_version"],
     )
-    texts, _ = load_texts_labels(params.data.prepared_test, PREPARED_TEXT, PREPARED_LABEL)
+    texts, labels = load_texts_labels(params.data.prepared_test, PREPARED_TEXT, PREPARED_LABEL)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     results: dict[str, dict[str, float]] = {}
@@ -108,12 +114,13 @@ def export(params: Params, model_dir: Path, out_dir: Path, reports_dir: Path) ->
 
             int8 = quantize_int8(fp32, **INT8_OPTIONS.get(model.name, {}))
             _write_variant(out_dir / "int8", int8, model, replace(base, precision="int8"))
+            int8_probs = _scores(OnnxClassifier(out_dir / "int8").predict_proba, texts)
             report = parity.compare(
-                _scores(OnnxClassifier(out_dir / "fp32").predict_proba, texts),
-                _scores(OnnxClassifier(out_dir / "int8").predict_proba, texts),
+                _scores(OnnxClassifier(out_dir / "fp32").predict_proba, texts), int8_probs
             )
             results["int8"] = report.as_dict() | {"onnx_bytes": len(int8)}
             parity.check(report, params.export.int8_min_label_agreement, max_proba_diff=1.0)
+            _record_own_metrics(out_dir / "int8", int8_probs, labels)
     finally:
         reports_dir.mkdir(parents=True, exist_ok=True)
         (reports_dir / f"parity_{model.name}.json").write_text(
@@ -123,6 +130,16 @@ def export(params: Params, model_dir: Path, out_dir: Path, reports_dir: Path) ->
     for precision in results:
         save_to_store(out_dir / precision)
     return results
+
+
+def _record_own_metrics(folder: Path, probs: np.ndarray, labels: list[str]) -> None:
+    """A quantised variant reports its own test accuracy, not the fp32 model's it came from."""
+    from training.evaluate import classification_metrics
+
+    names, metadata = read_model_folder(folder)
+    metrics = classification_metrics(labels, [names[i] for i in probs.argmax(axis=1)], names)
+    own = {k: float(metrics[k]) for k in ("accuracy", "macro_f1")}
+    write_metadata(folder, replace(metadata, metrics=own))
 
 
 def _log_to_mlflow(params: Params, run_id: str, out_dir: Path, results: dict[str, dict[str, float]]) -> None:

@@ -85,6 +85,16 @@ def test_export_parity_and_int8_agreement(fixture: str, request: pytest.FixtureR
         assert bentoml.models.get(store_tag(meta)).tag.name == f"textclf-{family}" + (
             "-int8" if precision == "int8" else ""
         )
+    _, int8_meta = read_model_folder(ws.onnx_dir(family, "int8"))
+    int8_report = json.loads((ws.reports / f"parity_{family}.json").read_text())["int8"]
+    assert set(int8_meta.metrics) == {"accuracy", "macro_f1"} and int8_report["rows"] == 50
+    served = OnnxClassifier(ws.onnx_dir(family, "int8"))
+    test = [
+        json.loads(line) for line in (ws.root / "artifacts" / "data" / "test.jsonl").read_text().splitlines()
+    ]
+    predicted = [served.labels[i] for i in served.predict_proba([r["text"] for r in test]).argmax(axis=1)]
+    own_accuracy = np.mean([p == r["label"] for p, r in zip(predicted, test, strict=True)])
+    assert int8_meta.metrics["accuracy"] == pytest.approx(own_accuracy, abs=0.03)
     assert (ws.onnx_dir(family, "int8") / "model.onnx").stat().st_size < (
         ws.onnx_dir(family, "fp32") / "model.onnx"
     ).stat().st_size
