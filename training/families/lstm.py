@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from training.families.torch_base import TorchFamily
+from training.families.torch_base import TOKENIZER_FILE, TorchFamily
 from training.params import LstmParams
-from training.tokenization import pad_id, prepare_for_encoding, train_wordpiece
+from training.tokenization import pad_id, train_wordpiece
 
-WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE = "model.pt", "config.json", "tokenizer.json"
+WEIGHTS_FILE = "model.pt"
 NEG_LARGE = -1e4  # masks padding out of the max-pool (finite: exports cleanly to ONNX)
 
 
@@ -65,6 +64,8 @@ class LstmClassifier(nn.Module):
 
 class LstmFamily(TorchFamily):
     name = "lstm"
+    params_class = LstmParams
+    config_file = "config.json"
 
     def __init__(self, params: LstmParams | None = None):
         super().__init__(params or LstmParams())
@@ -84,19 +85,14 @@ class LstmFamily(TorchFamily):
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.model.state_dict(), directory / WEIGHTS_FILE)
         self.tokenizer.save(str(directory / TOKENIZER_FILE))
-        config = {"params": self.hparams.model_dump(), "labels": self._labels}
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        self._save_config(directory)
 
     @classmethod
     def load(cls, directory: Path) -> LstmFamily:
-        config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        family = cls(LstmParams(**config["params"]))
-        family._labels = config["labels"]
-        family.tokenizer = prepare_for_encoding(
-            Tokenizer.from_file(str(directory / TOKENIZER_FILE)), family.hparams.max_length
-        )
+        family = cls._restore(directory)
+        assert family.tokenizer is not None
         family.model = LstmClassifier(
-            family.tokenizer.get_vocab_size(), len(family._labels), family.hparams, family.pad_id
+            family.tokenizer.get_vocab_size(), len(family.labels), family.hparams, family.pad_id
         )
         family.model.load_state_dict(torch.load(directory / WEIGHTS_FILE, weights_only=True))
         family.model.eval()

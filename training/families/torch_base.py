@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from abc import abstractmethod
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar, Self
 
 import numpy as np
 import torch
@@ -16,11 +18,16 @@ from training import torch_loop
 from training.epochs import EpochStats
 from training.families.base import ModelFamily
 from training.params import TorchParams
-from training.tokenization import encode, pad_id
+from training.tokenization import encode, pad_id, prepare_for_encoding
+
+TOKENIZER_FILE = "tokenizer.json"
 
 
 class TorchFamily(ModelFamily):
     """A token-based classifier: a `tokenizers` tokenizer feeding a torch module that returns logits."""
+
+    params_class: ClassVar[type[TorchParams]]
+    config_file: ClassVar[str]  # where save() records the parameters and labels
 
     def __init__(self, params: TorchParams):
         self.hparams = params
@@ -41,6 +48,21 @@ class TorchFamily(ModelFamily):
     @property
     def labels(self) -> list[str]:
         return self._labels
+
+    def _save_config(self, directory: Path) -> None:
+        config = {"params": self.hparams.model_dump(), "labels": self._labels}
+        (directory / self.config_file).write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+    @classmethod
+    def _restore(cls, directory: Path) -> Self:
+        """A family with the saved parameters, labels and tokenizer; the subclass adds the weights."""
+        config = json.loads((directory / cls.config_file).read_text(encoding="utf-8"))
+        family = cls(cls.params_class(**config["params"]))
+        family._labels = config["labels"]
+        family.tokenizer = prepare_for_encoding(
+            Tokenizer.from_file(str(directory / TOKENIZER_FILE)), family.hparams.max_length
+        )
+        return family
 
     @property
     def pad_id(self) -> int:
