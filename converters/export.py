@@ -35,7 +35,11 @@ from training.validate import PREPARED_LABEL, PREPARED_TEXT
 
 CHUNK = 1024  # texts per model call during parity checks
 # Per-family int8 choices (see converters.torch_onnx.quantize_int8 for the measurements behind BERT's).
-INT8_OPTIONS: dict[str, dict] = {"bert": {"op_types": ["MatMul"], "keep_float": ("pooler", "classifier")}}
+# The first layer's fused attention stays float: the others quantised, labels agree with fp32 on
+# ≥ 99.0% of the test set whatever the batch composition (98.7-99.2% with it quantised too).
+INT8_OPTIONS: dict[str, dict] = {
+    "bert": {"op_types": ["MatMul", "Attention"], "keep_float": ("pooler", "classifier", "Attention_0")}
+}
 
 
 def variant_name(family: str, precision: str) -> str:
