@@ -17,7 +17,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv data pipeline build run test lint format clean
+.PHONY: help venv data pipeline build run test bench tools lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,8 +49,15 @@ endif
 run: pipeline  ## serve MODEL (default: the champion) on http://$(HOST):$(PORT) until stopped
 	textclf serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
-test: venv  ## run the whole test suite (unit + real servers on loopback)
+tools:  ## the load generator the benchmark and its tests use (wrk, Debian/Ubuntu package)
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && (apt-get install -y -qq wrk || \
+	  sudo apt-get install -y -qq wrk); } || { echo "install wrk (apt-get/brew install wrk)"; exit 1; }
+
+test: venv tools  ## run the whole test suite (unit + real servers on loopback)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: pipeline tools  ## throughput of MODEL's Bento vs raw ONNX Runtime and plain servers (≈ 7 min)
+	textclf bench --model $(if $(filter champion,$(MODEL)),bert-int8,$(MODEL)) --readme README.md
 
 lint: venv  ## ruff lint and format check
 	$(BIN)/ruff check .

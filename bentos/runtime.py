@@ -1,7 +1,8 @@
 """ONNX Runtime inference for any model folder that follows the contract (one code path for all).
 
-Token-based models are tokenised in one batched Rust call, sorted by length and run in small
-sub-batches each padded only to its own longest text: on CPU, padding costs more than batching saves.
+Token-based models are tokenised in one batched Rust call, sorted by length and run in sub-batches
+each padded only to its own longest text: on CPU, padding costs more than batching saves. The server
+sizes those sub-batches by estimated work (`plan_calls`); offline scoring uses fixed chunks.
 """
 
 from __future__ import annotations
@@ -29,10 +30,42 @@ class Scored:
     score: float
 
 
+def plan_calls(lengths: np.ndarray, max_rows: int, call_cost_tokens: int) -> list[tuple[int, int]]:
+    """Split texts sorted by token count into model calls [start, end) of at most `max_rows` rows.
+
+    With `call_cost_tokens` = 0: fixed chunks of `max_rows`. Otherwise the split with the least
+    estimated work, where a call costs `call_cost_tokens` plus rows x its longest text (padding
+    included): small texts share a call, a long one does not drag many short ones to its width.
+    """
+    n = len(lengths)
+    if call_cost_tokens <= 0:
+        return [(a, min(a + max_rows, n)) for a in range(0, n, max_rows)]
+    best = np.zeros(n + 1)
+    cut = np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):
+        low = max(0, end - max_rows)
+        starts = np.arange(low, end)
+        cost = best[low:end] + call_cost_tokens + (end - starts) * lengths[end - 1]
+        k = int(np.argmin(cost))
+        best[end], cut[end] = cost[k], low + k
+    calls, end = [], n
+    while end > 0:
+        calls.append((int(cut[end]), end))
+        end = int(cut[end])
+    return calls[::-1]
+
+
 class _TokenFeeder:
     """Turns texts into padded id/mask arrays, one length-sorted sub-batch at a time."""
 
-    def __init__(self, folder: Path, metadata: ModelMetadata, input_names: set[str], sub_batch: int):
+    def __init__(
+        self,
+        folder: Path,
+        metadata: ModelMetadata,
+        input_names: set[str],
+        sub_batch: int,
+        call_cost_tokens: int,
+    ):
         if metadata.max_length is None or metadata.pad_id is None:
             raise ContractError(f"{folder}: token-based metadata needs max_length and pad_id")
         self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
@@ -40,6 +73,7 @@ class _TokenFeeder:
         self.tokenizer.enable_truncation(metadata.max_length)
         self.pad_id = metadata.pad_id
         self.sub_batch = sub_batch
+        self.call_cost_tokens = call_cost_tokens
         self.type_ids = "token_type_ids" in input_names
 
     def sub_batches(self, texts: list[str]):
@@ -47,8 +81,8 @@ class _TokenFeeder:
         encodings = self.tokenizer.encode_batch(texts)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(lengths, kind="stable")
-        for start in range(0, len(order), self.sub_batch):
-            rows = order[start : start + self.sub_batch]
+        for start, end in plan_calls(lengths[order], self.sub_batch, self.call_cost_tokens):
+            rows = order[start:end]
             width = max(1, int(lengths[rows].max()))
             ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -65,7 +99,7 @@ class _TokenFeeder:
 class OnnxClassifier:
     """One ONNX Runtime session plus the label map (and tokenizer); built once per process."""
 
-    def __init__(self, folder: Path | str, threads: int = 1, sub_batch: int = 8):
+    def __init__(self, folder: Path | str, threads: int = 1, sub_batch: int = 8, call_cost_tokens: int = 0):
         folder = Path(folder)
         self.labels, self.metadata = read_model_folder(folder)
         self._labels = np.asarray(self.labels, dtype=object)
@@ -85,10 +119,15 @@ class OnnxClassifier:
             raise ContractError(f"{folder}: graph scores {width} classes, labels.json has {len(self.labels)}")
         self._text_input = self.session.get_inputs()[0].name
         self._feeder = (
-            _TokenFeeder(folder, self.metadata, inputs, sub_batch)
+            _TokenFeeder(folder, self.metadata, inputs, sub_batch, call_cost_tokens)
             if self.metadata.input_kind == "tokens"
             else None
         )
+
+    @property
+    def tokenizer(self) -> Tokenizer | None:
+        """The model's tokenizer (None for models that take raw strings)."""
+        return None if self._feeder is None else self._feeder.tokenizer
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """Class probabilities for a batch of texts, shape (len(texts), len(labels)), in order."""

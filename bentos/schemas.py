@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from _bentoml_sdk.io_models import IORootModel
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler, TypeAdapter
 from pydantic_core import core_schema
+from starlette.responses import Response
 
 from bentos.settings import SETTINGS
 
@@ -51,10 +53,10 @@ class Query(BaseModel):
 
 
 class Queries(list[Query]):
-    """The texts of one request as a list, so BentoML's batcher can merge requests.
+    """The texts of one request as a list, so the batcher can merge requests text by text.
 
-    BentoML's batchable APIs take exactly one list argument; a request's options (top_k) therefore
-    travel with each of its texts. Validates from, and documents itself as, `ClassifyRequest`.
+    A request's options (top_k) travel with each of its texts. Validates from, and documents itself
+    as, `ClassifyRequest`.
     """
 
     @classmethod
@@ -117,3 +119,15 @@ class ModelInfo(BaseModel):
     data_sha256: str
     mlflow_run_id: str | None = None
     registered_version: str | None = None
+
+
+class ClassifyOutput(IORootModel[list[Prediction]]):
+    """BentoML output spec: documents the answer as a list of `Prediction`, and writes the plain
+    dicts the batch function returns straight to JSON (no per-request model building or schema work:
+    BentoML's generic path derives the media type from the JSON schema on every response)."""
+
+    media_type = "application/json"
+
+    @classmethod
+    async def to_http_response(cls, obj: Any, serde: Any) -> Response:
+        return Response(json.dumps(obj).encode(), media_type="application/json")

@@ -7,6 +7,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 ENV_PREFIX = "TEXTCLF_"
+BATCHERS = ("textclf", "bentoml")
+_ZERO_OK = {"lanes", "call_cost_tokens"}
+_BOOLEANS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
 
 
 class SettingsError(ValueError):
@@ -18,24 +30,40 @@ class ServerSettings:
     """Every knob of the server; each maps to TEXTCLF_<NAME> (e.g. TEXTCLF_MAX_BATCH_SIZE)."""
 
     model: str = "textclf-logreg:latest"  # BentoML model tag to serve
-    max_batch_size: int = 64  # adaptive batching: most texts merged into one model call
-    max_latency_ms: int = 1000  # adaptive batching: latency budget before 503 "overloaded"
+    max_batch_size: int = 256  # adaptive batching: most texts a free model lane takes at once
+    max_queued: int = 8192  # texts waiting for a lane before new requests get 503 "overloaded"
+    lanes: int = 0  # model lanes (threads running ONNX Runtime) per worker; 0 = cores / workers
+    batcher: str = "textclf"  # "textclf" (bentos/batcher.py) or "bentoml" (BentoML's batchable API)
+    max_latency_ms: int = 20000  # "bentoml" batcher only: its latency budget before 503
     max_texts: int = 256  # texts per request
     max_text_chars: int = 2000  # characters per text
     max_body_bytes: int = 2 * 1024 * 1024  # request body size limit
     max_top_k: int = 20  # largest top_k a client may ask for
     ort_threads: int = 1  # ONNX Runtime intra-op threads per worker
-    sub_batch: int = 8  # token models: texts per padded ONNX Runtime call within a batch
+    sub_batch: int = 64  # token models: most texts per padded ONNX Runtime call within a batch
+    call_cost_tokens: int = (
+        16  # token models: fixed cost of one ONNX Runtime call, in tokens (0 = fixed chunks)
+    )
     workers: int = 1  # server worker processes
     timeout_s: int = 30  # request timeout
+    access_log: bool = False  # BentoML's per-request access log line
+    tracing: bool = False  # OpenTelemetry spans for /classify (configure an exporter in BentoML)
+    metrics: bool = True  # Prometheus metrics at /metrics
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, int) and value < 1:
+            if isinstance(value, int) and not isinstance(value, bool) and value < (1 - (f.name in _ZERO_OK)):
                 raise SettingsError(f"{ENV_PREFIX}{f.name.upper()} must be ≥ 1, got {value}")
-        if self.max_batch_size < 2:
-            raise SettingsError(f"{ENV_PREFIX}MAX_BATCH_SIZE must be ≥ 2 (BentoML's minimum)")
+        if self.batcher not in BATCHERS:
+            raise SettingsError(
+                f"{ENV_PREFIX}BATCHER must be one of {', '.join(BATCHERS)}, got {self.batcher!r}"
+            )
+
+    @property
+    def model_lanes(self) -> int:
+        """Lanes actually used: the setting, or one per core this worker may use."""
+        return self.lanes or max(1, (os.cpu_count() or 1) // self.workers)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> ServerSettings:
@@ -46,7 +74,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> ServerSettings:
         raw = environ.get(ENV_PREFIX + f.name.upper())
         if raw is None or raw == "":
             continue
-        if f.type in (int, "int"):
+        if f.type in (bool, "bool"):
+            if raw.lower() not in _BOOLEANS:
+                raise SettingsError(f"{ENV_PREFIX}{f.name.upper()} must be true or false, got {raw!r}")
+            values[f.name] = _BOOLEANS[raw.lower()]
+        elif f.type in (int, "int"):
             try:
                 values[f.name] = int(raw)
             except ValueError:

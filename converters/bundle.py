@@ -14,7 +14,7 @@ from bentoml.exceptions import NotFound
 from bentos.contract import read_model_folder
 from converters.store import save_to_store, store_tag
 
-BENTOFILE = Path("bentofile.yaml")
+BENTOFILE = Path(__file__).resolve().parent.parent / "bentofile.yaml"  # the project's own
 
 
 def build_bento(onnx_dir: Path, record: Path, bentofile: Path = BENTOFILE) -> dict[str, str]:

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+from bench.processes import free_port, running
 
 INTENTS = {
     "card_arrival": ["where is my new card", "my card has not arrived yet", "when will my card come"],
@@ -62,12 +58,6 @@ def write_tiny_dataset(directory: Path, train_per_intent: int = 40, test_per_int
     return directory
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def bin_path(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
@@ -76,41 +66,10 @@ def bin_path(name: str) -> str:
 def bentoml_serve(target: str, env: dict[str, str], cwd: Path, timeout_s: float = 90) -> Iterator[str]:
     """Start `bentoml serve TARGET` on loopback, wait until ready, yield its URL, stop it by PID."""
     port = free_port()
-    log = (cwd / f"serve-{port}.log").open("wb")
-    process = subprocess.Popen(
-        [bin_path("bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited early:\n{Path(log.name).read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"bentoml serve not ready in {timeout_s}s:\n{Path(log.name).read_text()[-4000:]}"
-                )
-            time.sleep(0.3)
+    argv = [bin_path("bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
+    with running(argv, f"{url}/readyz", cwd / f"serve-{port}.log", env=env, cwd=cwd, timeout_s=timeout_s):
         yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, 15)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
-                process.wait()
-        log.close()
 
 
 def make_tiny_bert(folder: Path, texts: list[str]) -> Path:

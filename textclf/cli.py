@@ -259,3 +259,84 @@ def predict_batch(
 
 if __name__ == "__main__":
     app()
+
+
+def _env_pairs(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"--env takes KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
+@app.command()
+def bench(
+    model: str = typer.Option("bert-int8", "--model", "-m", help="Variant to benchmark (or champion)."),
+    connections: int = typer.Option(64, min=1, max=1024, help="Concurrent clients (closed loop)."),
+    duration: float = typer.Option(20.0, min=1, help="Seconds of load per target."),
+    warmup: float = typer.Option(5.0, min=0, help="Seconds of load before each measurement."),
+    batch_texts: int = typer.Option(32, min=2, help="Texts per request for the served_batched target."),
+    targets: str = typer.Option(
+        "raw,served,bentoml_batching,fastapi_ort,naive", help="Comma-separated targets to run."
+    ),
+    env: list[str] = typer.Option(
+        [], "--env", help="KEY=VALUE for the served Bento (e.g. TEXTCLF_SUB_BATCH=16)."
+    ),
+    output: Path = typer.Option(
+        Path("reports/bench.json"), "--output", "-o", help="Where to write the JSON."
+    ),
+    readme: Path | None = typer.Option(None, help="Also write the table into this README's bench block."),
+    params_file: Path = ParamsOption,
+) -> None:
+    """Throughput and latency of the served model vs raw ONNX Runtime and plain servers (loopback)."""
+    import tempfile
+
+    from bench.load import LoadError
+    from bench.processes import ServerError
+    from bench.report import markdown
+    from bench.run import TARGETS, Bench, BenchConfig, write_report
+    from converters.bundle import build_bento
+    from textclf.readme import replace_block
+    from training.data import load_texts_labels
+
+    chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
+    unknown = sorted(set(chosen) - set(TARGETS))
+    if unknown or not chosen:
+        raise _fail(f"unknown targets {unknown}; choose from {', '.join(TARGETS)}")
+    variant, folder = _variant(model, params_file)
+    texts_file = _load(params_file).data.prepared_test
+    if not texts_file.is_file():
+        raise _fail(f"{texts_file} not found: run `dvc repro validate` first")
+    texts, _ = load_texts_labels(texts_file, "text", "label")
+    family = variant.partition("-")[0]
+    checkpoint = paths.model_dir(family)
+    with console.status("building the Bento from the current code…"):
+        tags = build_bento(folder, paths.bento_record(variant))
+    with tempfile.TemporaryDirectory(prefix="textclf-bench-") as workdir:
+        config = BenchConfig(
+            variant=variant,
+            model_folder=folder,
+            bento=tags["bento"],
+            model_tag=tags["model"],
+            texts=texts,
+            workdir=Path(workdir),
+            checkpoint=checkpoint if family == "bert" and (checkpoint / "config.json").is_file() else None,
+            targets=chosen,
+            connections=connections,
+            duration_s=duration,
+            warmup_s=warmup,
+            batch_texts=batch_texts,
+            served_env=_env_pairs(env),
+            command=" ".join(["textclf", "bench", *sys.argv[2:]]),
+        )
+        try:
+            data = Bench(config, log=lambda line: console.print(f"[cyan]bench[/] {line}")).run()
+        except (LoadError, ServerError) as exc:
+            raise _fail(str(exc)) from None
+    write_report(data, output)
+    typer.echo(json.dumps(data, indent=2))
+    console.print(markdown(data))
+    if readme is not None and not replace_block(readme, "bench", markdown(data)):
+        console.print(f"[yellow]warning:[/] {readme} has no bench block; not updated")

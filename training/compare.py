@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bentos.contract import read_model_folder
+from textclf.readme import replace_block
 from training.params import Params
-
-README_START, README_END = "<!-- comparison:start -->", "<!-- comparison:end -->"
 
 
 class NoChampionError(RuntimeError):
@@ -96,16 +94,8 @@ def table(candidates: list[Candidate], champion: Candidate | None) -> str:
 
 
 def update_readme(readme: Path, markdown: str) -> bool:
-    """Replace the block between the comparison markers; False when there is no such block."""
-    if not readme.is_file():
-        return False
-    text = readme.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(README_START) + r".*?" + re.escape(README_END), re.S)
-    if not pattern.search(text):
-        return False
-    block = f"{README_START}\n{markdown}\n{README_END}"
-    readme.write_text(pattern.sub(lambda _: block, text), encoding="utf-8")
-    return True
+    """Replace the comparison block; False when there is no such block."""
+    return replace_block(readme, "comparison", markdown)
 
 
 def write_reports(candidates: list[Candidate], champion: Candidate, reports_dir: Path) -> None:

@@ -23,7 +23,8 @@ def test_token_model_served_over_http(
     family = fixture.removeprefix("trained_")
     folder = ws.onnx_dir(family, precision)
     tags = build_bento(folder, tmp_path / "bento.json", bentofile=REPO / "bentofile.yaml")
-    env = {"TEXTCLF_MODEL": tags["model"], "TEXTCLF_SUB_BATCH": "2", **SERVER_LIMITS}
+    fixed_chunks = {"TEXTCLF_SUB_BATCH": "2", "TEXTCLF_CALL_COST_TOKENS": "0"}  # as the local model below
+    env = {"TEXTCLF_MODEL": tags["model"], **fixed_chunks, **SERVER_LIMITS}
     with bentoml_serve(tags["bento"], env, cwd=tmp_path) as url:
         info = httpx.get(f"{url}/model", timeout=10).json()
         assert (info["family"], info["precision"]) == (family, precision)

@@ -1,0 +1,88 @@
+"""The limit: the served model file run in-process by ONNX Runtime, texts sorted by length, best batch.
+
+No HTTP, no queue: the texts are sorted by token count once and cut into batches, so each ONNX Runtime
+call pads almost nothing. Every batch size and parallel layout in the sweep is measured; the best is
+the limit the served numbers are compared with.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from bentos.runtime import OnnxClassifier
+
+BATCH_SIZES = (1, 8, 16, 32, 64)
+
+
+def _sorted_by_length(classifier: OnnxClassifier, texts: list[str]) -> list[str]:
+    tokenizer = classifier.tokenizer
+    if tokenizer is None:
+        return sorted(texts, key=len)
+    lengths = [len(e.ids) for e in tokenizer.encode_batch(texts)]
+    return [texts[i] for i in np.argsort(lengths, kind="stable")]
+
+
+def _one_setting(
+    folder: Path, texts: list[str], batch: int, threads: int, lanes: int, seconds: float
+) -> dict:
+    classifier = OnnxClassifier(folder, threads=threads, sub_batch=batch)
+    ordered = _sorted_by_length(classifier, texts)
+    batches = [ordered[i : i + batch] for i in range(0, len(ordered), batch)]
+    for warm in batches[:: max(1, len(batches) // 8)]:
+        classifier.predict_proba(warm)
+    rng = np.random.default_rng(0)
+    calls: list[float] = []
+    done = 0
+    started = time.perf_counter()
+
+    def timed(index: int) -> int:
+        t0 = time.perf_counter()
+        classifier.predict_proba(batches[index])
+        calls.append(time.perf_counter() - t0)
+        return len(batches[index])
+
+    with ThreadPoolExecutor(lanes) as pool:  # lanes share one session, as the server's do
+        while time.perf_counter() - started < seconds:
+            done += sum(pool.map(timed, rng.permutation(len(batches))))  # every length, random order
+    elapsed = time.perf_counter() - started
+    ms = np.asarray(calls) * 1000
+    return {
+        "batch": batch,
+        "threads": threads,
+        "lanes": lanes,
+        "texts_per_s": round(done / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+    }
+
+
+def measure_raw(folder: Path, texts: list[str], *, seconds: float = 2.0) -> dict:
+    """Sweep batch size x (ONNX Runtime threads per call, calls in parallel); report the best.
+
+    Parallelism is tried both ways: one call using every core, and one single-threaded call per core
+    at once (what the server's lanes do). Latency is per call.
+    """
+    cores = os.cpu_count() or 1
+    layouts = sorted({(1, 1), (cores, 1), (1, cores)})
+    sweep = [_one_setting(folder, texts, b, t, n, seconds) for t, n in layouts for b in BATCH_SIZES]
+    best = max(sweep, key=lambda row: row["texts_per_s"])
+    return {**best, "errors": 0, "latency_is": "per ONNX Runtime call (one batch)", "sweep": sweep}
+
+
+def remeasure(folder: Path, texts: list[str], raw: dict, *, seconds: float = 2.0) -> dict:
+    """The best setting again, after the served runs: the limit becomes the mean of both
+    measurements, so a machine that drifts during the run does not favour either side."""
+    again = _one_setting(folder, texts, raw["batch"], raw["threads"], raw["lanes"], 2 * seconds)
+    before = raw["texts_per_s"]
+    return {
+        **raw,
+        "texts_per_s": round((before + again["texts_per_s"]) / 2, 1),
+        "texts_per_s_before": before,
+        "texts_per_s_after": again["texts_per_s"],
+    }

@@ -1,0 +1,110 @@
+"""Ratios, targets and the tables `textclf bench` prints (terminal) and writes (JSON, README block)."""
+
+from __future__ import annotations
+
+RATIOS = {
+    "served_single/raw": ("served_single", "raw"),
+    "served_batched/raw": ("served_batched", "raw"),
+    "served_single/fastapi_ort": ("served_single", "fastapi_ort"),
+    "served_single/naive": ("served_single", "naive"),
+    "served_single/bentoml_batching": ("served_single", "bentoml_batching_single"),
+}
+TARGETS = {
+    "served_single/raw": 0.5,
+    "served_batched/raw": 0.85,
+    "served_single/fastapi_ort": 1.0,
+    "served_single/naive": 5.0,
+}
+HALF_LOAD_P99_MS = 150.0
+ROWS = (
+    "raw",
+    "served_single",
+    "served_batched",
+    "served_half_load",
+    "bentoml_batching_single",
+    "bentoml_batching_half_load",
+    "fastapi_ort",
+    "naive",
+)
+DESCRIPTIONS = {
+    "raw": "ONNX Runtime in-process, sorted by length, best batch and parallelism (the limit)",
+    "served_single": "Bento (`bentoml serve`), 1 text per request",
+    "served_batched": "Bento (`bentoml serve`), 32 texts per request",
+    "served_half_load": "Bento, 1 text per request, at half the saturated rate",
+    "bentoml_batching_single": "same Bento on BentoML's batchable dispatcher, 1 text per request",
+    "bentoml_batching_half_load": "same, at half its saturated rate",
+    "fastapi_ort": "FastAPI + same ONNX file, 1 ORT call per request",
+    "naive": "FastAPI + transformers pipeline (PyTorch), 1 text per request",
+}
+
+
+def ratios(results: dict[str, dict | None]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for name, (top, bottom) in RATIOS.items():
+        a, b = results.get(top), results.get(bottom)
+        out[name] = round(a["texts_per_s"] / b["texts_per_s"], 3) if a and b and b["texts_per_s"] else None
+    return out
+
+
+def verdicts(results: dict[str, dict | None], measured: dict[str, float | None]) -> dict[str, bool | None]:
+    """Which targets were met (None where the run did not measure what a target needs)."""
+    out: dict[str, bool | None] = {
+        name: None if measured.get(name) is None else measured[name] >= floor  # type: ignore[operator]
+        for name, floor in TARGETS.items()
+    }
+    half = results.get("served_half_load")
+    out["half_load_p99_ms<=150"] = None if half is None else half["p99_ms"] <= HALF_LOAD_P99_MS
+    out["zero_errors"] = all(r.get("errors", 0) == 0 for r in results.values() if r)
+    return out
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if value >= 10 else f"{value:.2f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def markdown(report: dict) -> str:
+    """The README's performance table, made from one bench report."""
+    results = report["results"]
+    lines = [
+        "| target | what | texts/s | p50 ms | p95 ms | p99 ms | errors |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in ROWS:
+        r = results.get(name)
+        if r is None:
+            continue
+        cells = [r.get(k) for k in ("texts_per_s", "p50_ms", "p95_ms", "p99_ms", "errors")]
+        lines.append(f"| {name} | {DESCRIPTIONS[name]} | " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += ["", "| ratio | measured | target | met |", "|---|---:|---:|---|"]
+    for name in RATIOS:
+        value = report["ratios"].get(name)
+        floor = TARGETS.get(name)
+        met = report["targets_met"].get(name)
+        shown = None if met is None else "✅" if met else "❌"
+        wanted = "—" if floor is None else f"≥ {floor}"
+        lines.append(f"| {name} | {_cell(value)} | {wanted} | {_cell(shown)} |")
+    half = results.get("served_half_load")
+    if half:
+        met = report["targets_met"]["half_load_p99_ms<=150"]
+        lines.append(
+            f"| p99 at half load ({half.get('offered_fraction', 0):.2f} of saturation) | "
+            f"{half['p99_ms']:.1f} ms | ≤ {HALF_LOAD_P99_MS:.0f} ms | {'✅' if met else '❌'} |"
+        )
+    machine = report["machine"]
+    raw = results.get("raw")
+    best = (
+        f"; raw best: batch {raw['batch']}, {raw['lanes']} parallel call(s) of {raw['threads']} thread(s)"
+        if raw
+        else ""
+    )
+    lines += [
+        "",
+        f"Measured {report['when']} on {machine['cpu']} ({machine['cores']} cores), "
+        f"model `{report['model']['variant']}`, {report['settings']['connections']} connections, "
+        f"{report['settings']['duration_s']:.0f} s per target{best}. Command: `{report['command']}`.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,230 @@
+"""Run every target of `textclf bench` one after the other on this machine and build the report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench import report
+from bench.load import LoadResult, run_wrk, write_bodies
+from bench.processes import free_port, running
+from bench.raw import measure_raw, remeasure
+
+TARGETS = ("raw", "served", "bentoml_batching", "fastapi_ort", "naive")
+ROOT = Path(__file__).resolve().parent.parent
+BENTOML_BATCHING_ENV = {
+    "TEXTCLF_BATCHER": "bentoml",
+    "TEXTCLF_MAX_BATCH_SIZE": "64",
+    "TEXTCLF_MAX_LATENCY_MS": "20000",
+}
+
+
+@dataclass
+class BenchConfig:
+    """What to measure and how hard; the defaults are the documented benchmark."""
+
+    variant: str
+    model_folder: Path  # the ONNX model folder the Bento serves
+    bento: str  # Bento tag to `bentoml serve`
+    model_tag: str  # BentoML model tag the Bento serves
+    texts: list[str]
+    workdir: Path  # request bodies and server logs
+    checkpoint: Path | None = None  # fine-tuned transformers checkpoint, for the naive target
+    targets: tuple[str, ...] = TARGETS
+    connections: int = 64
+    duration_s: float = 20.0
+    warmup_s: float = 5.0
+    batch_texts: int = 32
+    raw_seconds: float = 2.0
+    served_env: dict[str, str] = field(default_factory=dict)  # extra env for `bentoml serve`
+    authorization: str = ""  # Authorization header value for the served target, if it needs one
+    command: str = "textclf bench"
+
+
+def _machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import bentoml
+    import onnxruntime
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "bentoml": bentoml.__version__,
+    }
+
+
+class Bench:
+    """One benchmark run; `log` receives a line per step (the CLI shows them)."""
+
+    def __init__(self, config: BenchConfig, log: Callable[[str], None] = print):
+        self.config = config
+        self.log = log
+        self.single = write_bodies(config.texts, 1, config.workdir / "bodies-1.jsonl")
+        self.batched = write_bodies(config.texts, config.batch_texts, config.workdir / "bodies-n.jsonl")
+
+    def _load(self, url: str, bodies: Path, per_request: int, seconds: float, **kw) -> LoadResult:
+        return run_wrk(
+            url,
+            bodies,
+            texts_per_request=per_request,
+            connections=self.config.connections,
+            duration_s=seconds,
+            **kw,
+        )
+
+    def _drain(self, url: str, authorization: str = "", timeout_s: float = 120) -> None:
+        """Wait until requests left over by the last load run are answered: a probe queues behind them,
+        and a quick answer means the server is idle again (else the next run pays for the last one)."""
+        body = Path(self.single).read_text(encoding="utf-8").splitlines()[0]
+        headers = {"content-type": "application/json"}
+        if authorization:
+            headers["authorization"] = authorization
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                httpx.post(url, content=body, headers=headers, timeout=timeout_s)
+            except httpx.HTTPError:
+                time.sleep(0.5)
+                continue
+            if time.monotonic() - started < 0.25:
+                return
+
+    def _saturate(self, name: str, url: str, bodies: Path, per_request: int, **kw) -> dict:
+        self._drain(url, **kw)
+        if self.config.warmup_s > 0:
+            self._load(url, bodies, per_request, self.config.warmup_s, **kw)
+            self._drain(url, **kw)
+        result = self._load(url, bodies, per_request, self.config.duration_s, **kw)
+        self.log(
+            f"{name}: {result.texts_per_s:,.0f} texts/s, p99 {result.p99_ms:.0f} ms, {result.errors} errors"
+        )
+        return result.as_dict()
+
+    def _half_load(self, name: str, url: str, saturated: dict, **kw) -> dict:
+        """Closed loop with random pauses, calibrated so the offered rate is half the saturated one."""
+        c = self.config.connections
+        target = saturated["requests_per_s"] / 2
+        think = c * 1000 / target
+        self._drain(url, **kw)
+        probe = self._load(url, self.single, 1, max(3.0, self.config.duration_s / 3), think_ms=think, **kw)
+        if probe.requests_per_s > 0:  # rate = c / (think + latency): solve for the pause
+            latency_ms = c * 1000 / probe.requests_per_s - think
+            think = max(0.0, c * 1000 / target - latency_ms)
+        self._drain(url, **kw)
+        result = self._load(url, self.single, 1, self.config.duration_s, think_ms=think, **kw).as_dict()
+        result["offered_fraction"] = round(result["requests_per_s"] / saturated["requests_per_s"], 3)
+        self.log(
+            f"{name}: {result['requests_per_s']:,.0f} req/s "
+            f"({result['offered_fraction']:.2f} of saturation), p99 {result['p99_ms']:.0f} ms"
+        )
+        return result
+
+    @contextmanager
+    def _bento(self, name: str, env: dict[str, str]) -> Iterator[str]:
+        """`bentoml serve` of the benchmarked Bento on a free loopback port; yields /classify's URL."""
+        c = self.config
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        argv = [str(Path(sys.executable).with_name("bentoml")), "serve", c.bento]
+        argv += ["--host", "127.0.0.1", "--port", str(port)]
+        env = {"TEXTCLF_MODEL": c.model_tag, **env}
+        with running(argv, f"{url}/readyz", c.workdir / f"{name}.log", env=env, cwd=ROOT):
+            yield f"{url}/classify"
+
+    def served(self) -> dict[str, dict]:
+        c = self.config
+        auth = {"authorization": c.authorization}
+        with self._bento("served", c.served_env) as url:
+            single = self._saturate("served_single", url, self.single, 1, **auth)
+            half = self._half_load("served_half_load", url, single, **auth)
+            batched = self._saturate("served_batched", url, self.batched, c.batch_texts, **auth)
+        return {"served_single": single, "served_half_load": half, "served_batched": batched}
+
+    def bentoml_batching(self) -> dict[str, dict]:
+        """The same Bento with BentoML's own batchable dispatcher (ONNX Runtime on every core, a latency
+        budget high enough for no 503s): what our batcher is measured against."""
+        c = self.config
+        env = {**c.served_env, **BENTOML_BATCHING_ENV, "TEXTCLF_ORT_THREADS": str(os.cpu_count() or 1)}
+        auth = {"authorization": c.authorization}
+        with self._bento("bentoml_batching", env) as url:
+            single = self._saturate("bentoml_batching_single", url, self.single, 1, **auth)
+            half = self._half_load("bentoml_batching_half_load", url, single, **auth)
+        return {"bentoml_batching_single": single, "bentoml_batching_half_load": half}
+
+    def plain_app(self, name: str, module: str, source: Path) -> dict:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, "-m", module, str(source), "--port", str(port)]
+        env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        with running(argv, f"{url}/readyz", self.config.workdir / f"{name}.log", env=env, cwd=ROOT):
+            return self._saturate(name, f"{url}/classify", self.single, 1)
+
+    def run(self) -> dict:
+        c = self.config
+        results: dict[str, dict | None] = {}
+        if "raw" in c.targets:
+            results["raw"] = measure_raw(c.model_folder, c.texts, seconds=c.raw_seconds)
+            best = results["raw"]
+            self.log(
+                f"raw: {best['texts_per_s']:,.0f} texts/s "
+                f"(batch {best['batch']}, {best['lanes']} parallel call(s) of {best['threads']} thread(s))"
+            )
+        if "served" in c.targets:
+            results.update(self.served())
+        if "bentoml_batching" in c.targets:
+            results.update(self.bentoml_batching())
+        if "fastapi_ort" in c.targets:
+            results["fastapi_ort"] = self.plain_app("fastapi_ort", "bench.apps.fastapi_ort", c.model_folder)
+        if "naive" in c.targets:
+            if c.checkpoint is None:
+                self.log("naive: skipped (no transformers checkpoint for this model family)")
+                results["naive"] = None
+            else:
+                results["naive"] = self.plain_app("naive", "bench.apps.naive_torch", c.checkpoint)
+        if results.get("raw") and len(c.targets) > 1:
+            results["raw"] = remeasure(c.model_folder, c.texts, results["raw"], seconds=c.raw_seconds)
+            raw = results["raw"]
+            after, mean = raw["texts_per_s_after"], raw["texts_per_s"]
+            self.log(f"raw again: {after:,.0f} texts/s; the limit is the mean, {mean:,.0f}")
+        measured = report.ratios(results)
+        return {
+            "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": c.command,
+            "machine": _machine(),
+            "model": {"variant": c.variant, "bento": c.bento, "model_tag": c.model_tag},
+            "settings": {
+                "connections": c.connections,
+                "duration_s": c.duration_s,
+                "warmup_s": c.warmup_s,
+                "texts_per_batched_request": c.batch_texts,
+                "served_env": {k: v for k, v in c.served_env.items() if "KEY" not in k and "SECRET" not in k},
+            },
+            "results": results,
+            "ratios": measured,
+            "targets_met": report.verdicts(results, measured),
+        }
+
+
+def write_report(data: dict, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

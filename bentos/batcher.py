@@ -1,0 +1,112 @@
+"""Adaptive batching that never waits on purpose: a free model lane takes everything queued.
+
+Requests queue their texts; whenever one of the model lanes (threads, each running ONNX Runtime on
+one core) is free, it takes every queued text up to `max_batch_size` and runs them as one batch.
+Under light load a text runs alone at once; under heavy load batches grow by themselves while the
+lanes are busy. There is no timer and no polling, so an idle server costs nothing and a half-loaded
+one adds no batching delay. The queue is bounded: past `max_queued` texts new requests are refused
+(the service answers 503 with Retry-After) instead of waiting for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Overloaded(RuntimeError):
+    """More texts are queued than the server is configured to hold."""
+
+
+@dataclass(slots=True)
+class _Job(Generic[T, R]):
+    items: Sequence[T]
+    future: asyncio.Future[list[R]]
+
+
+class GreedyBatcher(Generic[T, R]):
+    """Runs `predict(items) -> results` (same length, same order) on batches of queued requests."""
+
+    def __init__(
+        self,
+        predict: Callable[[list[T]], list[R]],
+        *,
+        lanes: int,
+        max_batch_size: int,
+        max_queued: int,
+    ):
+        self.predict = predict
+        self.lanes = lanes
+        self.max_batch_size = max_batch_size
+        self.max_queued = max_queued
+        self._executor = ThreadPoolExecutor(lanes, thread_name_prefix="textclf-model")
+        self._queue: collections.deque[_Job[T, R]] = collections.deque()
+        self._queued = 0
+        self._free = lanes
+
+    @property
+    def queued(self) -> int:
+        """Texts waiting for a free lane."""
+        return self._queued
+
+    async def submit(self, items: Sequence[T]) -> list[R]:
+        """The results for `items`, computed in some batch; raises Overloaded when the queue is full."""
+        if self._queued and self._queued + len(items) > self.max_queued:
+            raise Overloaded(f"{self._queued} texts already queued (limit {self.max_queued})")
+        job: _Job[T, R] = _Job(items, asyncio.get_running_loop().create_future())
+        self._queue.append(job)
+        self._queued += len(items)
+        self._dispatch()
+        return await job.future
+
+    def _take(self) -> list[_Job[T, R]]:
+        """Queued jobs up to max_batch_size texts (a larger request goes alone, whole)."""
+        jobs: list[_Job[T, R]] = []
+        size = 0
+        while self._queue:
+            job = self._queue[0]
+            if jobs and size + len(job.items) > self.max_batch_size:
+                break
+            self._queue.popleft()
+            self._queued -= len(job.items)
+            if job.future.done():  # the client gave up while it waited
+                continue
+            jobs.append(job)
+            size += len(job.items)
+        return jobs
+
+    def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._free and self._queue:
+            jobs = self._take()
+            if not jobs:
+                continue
+            self._free -= 1
+            items = [item for job in jobs for item in job.items]
+            running = loop.run_in_executor(self._executor, self.predict, items)
+            running.add_done_callback(lambda done, jobs=jobs: self._finish(jobs, done))
+
+    def _finish(self, jobs: list[_Job[T, R]], done: asyncio.Future[Any]) -> None:
+        self._free += 1
+        error = done.exception()
+        results = None if error is not None else done.result()
+        start = 0
+        for job in jobs:
+            end = start + len(job.items)
+            if not job.future.done():
+                if error is not None:
+                    job.future.set_exception(error)
+                else:
+                    job.future.set_result(results[start:end])  # type: ignore[index]
+            start = end
+        self._dispatch()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

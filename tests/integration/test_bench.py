@@ -1,0 +1,79 @@
+"""`textclf bench` end to end on the tiny BERT: every target runs for real on loopback, briefly.
+
+Plumbing only: every field is present and failures are counted; no timing is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.load import run_wrk, write_bodies
+from bench.report import RATIOS, TARGETS
+from tests.conftest import Workspace
+from textclf.cli import app
+
+pytestmark = pytest.mark.integration
+
+LOAD_FIELDS = {"texts_per_s", "requests_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "errors", "statuses"}
+
+
+def test_bench_measures_every_target(
+    trained_bert: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(trained_bert.root)
+    output = tmp_path / "bench.json"
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- bench:start -->\nold\n<!-- bench:end -->\n")
+    args = ["bench", "--model", "bert-int8", "--params", str(trained_bert.params_file), "--connections", "4"]
+    args += ["--duration", "2", "--warmup", "1", "--output", str(output), "--readme", str(readme)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(output.read_text())
+
+    results = data["results"]
+    loads = {
+        "served_single",
+        "served_batched",
+        "served_half_load",
+        "bentoml_batching_single",
+        "bentoml_batching_half_load",
+        "fastapi_ort",
+        "naive",
+    }
+    assert set(results) == {"raw", *loads}
+    for name in loads:
+        assert set(results[name]) >= LOAD_FIELDS, name
+        assert results[name]["texts_per_s"] > 0, name
+        assert results[name]["errors"] == 0, (name, results[name]["statuses"])
+    assert results["served_batched"]["texts_per_request"] == 32
+    raw = results["raw"]
+    assert {"texts_per_s", "p50_ms", "p99_ms", "batch", "threads", "lanes", "sweep"} <= set(raw)
+    mean = (raw["texts_per_s_before"] + raw["texts_per_s_after"]) / 2
+    assert raw["texts_per_s"] == pytest.approx(mean, abs=0.1)
+    assert 0 < results["served_half_load"]["offered_fraction"] < 1
+    assert set(data["ratios"]) == set(RATIOS)
+    assert all(value is not None and value > 0 for value in data["ratios"].values())
+    assert {"zero_errors", "half_load_p99_ms<=150", *TARGETS} <= set(data["targets_met"])
+    assert data["machine"]["cores"] >= 1 and data["model"]["variant"] == "bert-int8"
+    assert "| served_single |" in readme.read_text() and "old" not in readme.read_text()
+
+
+def test_failed_requests_are_counted_not_hidden(server: str, tmp_path: Path) -> None:
+    bodies = tmp_path / "bad.jsonl"
+    bodies.write_text('{"texts": []}\n{"texts": ["ok"], "surprise": 1}\n')
+    result = run_wrk(f"{server}/classify", bodies, texts_per_request=1, connections=2, duration_s=1)
+    assert result.requests > 0
+    assert result.errors == result.requests
+    assert result.texts_per_s == 0
+    assert set(result.statuses) == {"400"}
+
+
+def test_a_healthy_server_answers_every_request(server: str, tmp_path: Path) -> None:
+    bodies = write_bodies(["where is my card", "refund please"], 3, tmp_path / "ok.jsonl", count=10)
+    result = run_wrk(f"{server}/classify", bodies, texts_per_request=3, connections=4, duration_s=1)
+    assert result.requests > 0 and result.errors == 0
+    assert result.texts_per_s == pytest.approx(3 * result.requests_per_s, rel=0.01)

@@ -1,0 +1,130 @@
+"""The benchmark's plumbing: summaries parsed, failures counted, ratios and targets, report tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bench import report
+from bench.load import LoadError, parse_summary, run_wrk, write_bodies
+from textclf.cli import app
+
+
+def _summary(statuses: dict[str, int], timeouts: int = 0) -> str:
+    return json.dumps(
+        {
+            "requests": sum(statuses.values()) + timeouts,
+            "duration_us": 2_000_000,
+            "p50_us": 1500,
+            "p95_us": 4000,
+            "p99_us": 9000,
+            "max_us": 12000,
+            "statuses": statuses,
+            "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": timeouts},
+        }
+    )
+
+
+def test_only_successful_answers_count_as_throughput_and_every_failure_is_an_error() -> None:
+    result = parse_summary(_summary({"200": 100, "503": 7, "400": 3}, timeouts=2), texts_per_request=4)
+    assert result.texts_per_s == 200.0  # 100 OK requests x 4 texts / 2 s
+    assert result.requests_per_s == 50.0
+    assert result.errors == 12
+    assert (result.p50_ms, result.p95_ms, result.p99_ms) == (1.5, 4.0, 9.0)
+    assert result.statuses == {"200": 100, "503": 7, "400": 3}
+
+
+def test_a_clean_run_has_no_errors() -> None:
+    assert parse_summary(_summary({"200": 10}), texts_per_request=1).errors == 0
+
+
+def test_request_bodies_hold_the_asked_number_of_texts(tmp_path: Path) -> None:
+    path = write_bodies(["a", "b", "c"], 5, tmp_path / "bodies.jsonl", count=20)
+    bodies = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(bodies) == 20
+    assert all(len(b["texts"]) == 5 and set(b["texts"]) <= {"a", "b", "c"} for b in bodies)
+
+
+def test_no_texts_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(LoadError, match="no texts"):
+        write_bodies([], 1, tmp_path / "bodies.jsonl")
+
+
+def test_missing_wrk_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(LoadError, match="apt-get install wrk"):
+        run_wrk("http://127.0.0.1:9/x", tmp_path / "b", texts_per_request=1, connections=1, duration_s=1)
+
+
+def _result(texts_per_s: float, errors: int = 0, **extra) -> dict:
+    return {"texts_per_s": texts_per_s, "requests_per_s": texts_per_s, "p50_ms": 1.0, "p95_ms": 2.0,
+            "p99_ms": 3.0, "errors": errors, **extra}  # fmt: skip
+
+
+def _full_results() -> dict:
+    return {
+        "raw": _result(1000, batch=32, threads=2, lanes=1),
+        "served_single": _result(600),
+        "served_batched": _result(900),
+        "served_half_load": _result(300, offered_fraction=0.5),
+        "fastapi_ort": _result(500),
+        "naive": _result(100),
+        "bentoml_batching_single": _result(400),
+        "bentoml_batching_half_load": _result(200, offered_fraction=0.5),
+    }
+
+
+def test_ratios_and_targets() -> None:
+    results = _full_results()
+    measured = report.ratios(results)
+    assert measured == {
+        "served_single/raw": 0.6,
+        "served_batched/raw": 0.9,
+        "served_single/fastapi_ort": 1.2,
+        "served_single/naive": 6.0,
+        "served_single/bentoml_batching": 1.5,
+    }
+    met = report.verdicts(results, measured)
+    assert all(met.values())
+    results["fastapi_ort"] = _result(700, errors=1)
+    measured = report.ratios(results)
+    met = report.verdicts(results, measured)
+    assert met["served_single/fastapi_ort"] is False
+    assert met["zero_errors"] is False
+
+
+def test_targets_not_measured_are_unknown_not_met() -> None:
+    results = _full_results() | {"naive": None}
+    measured = report.ratios(results)
+    assert measured["served_single/naive"] is None
+    assert report.verdicts(results, measured)["served_single/naive"] is None
+
+
+def test_markdown_table_shows_every_target_and_ratio() -> None:
+    results = _full_results()
+    measured = report.ratios(results)
+    data = {
+        "results": results,
+        "ratios": measured,
+        "targets_met": report.verdicts(results, measured),
+        "machine": {"cpu": "Test CPU", "cores": 2},
+        "model": {"variant": "bert-int8"},
+        "settings": {"connections": 64, "duration_s": 20.0},
+        "when": "2026-01-01 00:00 UTC",
+        "command": "textclf bench",
+    }
+    text = report.markdown(data)
+    for name in report.ROWS:
+        assert f"| {name} |" in text
+    for name in report.RATIOS:
+        assert f"| {name} |" in text
+    assert "Test CPU" in text and "`textclf bench`" in text
+
+
+def test_cli_refuses_unknown_targets() -> None:
+    result = CliRunner().invoke(app, ["bench", "--targets", "raw,warp"])
+    assert result.exit_code != 0
+    assert "unknown targets" in result.output
