@@ -24,6 +24,7 @@ TARGETS = ("raw", "served", "bentoml_batching", "fastapi_ort", "naive")
 ROOT = Path(__file__).resolve().parent.parent
 BENTOML_BATCHING_ENV = {
     "TEXTCLF_BATCHER": "bentoml",
+    "TEXTCLF_WORKERS": "1",
     "TEXTCLF_MAX_BATCH_SIZE": "64",
     "TEXTCLF_MAX_LATENCY_MS": "20000",
 }

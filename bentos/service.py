@@ -23,7 +23,7 @@ info_app = FastAPI(title="textclf model info", docs_url=None, redoc_url=None, op
 @bentoml.asgi_app(info_app, path="/")
 @bentoml.service(
     name="textclf",
-    workers=SETTINGS.workers,
+    workers=SETTINGS.server_workers,
     traffic={"timeout": SETTINGS.timeout_s},
     logging={"access": {"enabled": SETTINGS.access_log}},
     metrics={"enabled": SETTINGS.metrics},

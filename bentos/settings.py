@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 
 ENV_PREFIX = "TEXTCLF_"
 BATCHERS = ("textclf", "bentoml")
-_ZERO_OK = {"lanes", "call_cost_tokens"}
+_ZERO_OK = {"lanes", "workers", "call_cost_tokens"}
 _BOOLEANS = {
     "1": True,
     "true": True,
@@ -44,7 +44,7 @@ class ServerSettings:
     call_cost_tokens: int = (
         16  # token models: fixed cost of one ONNX Runtime call, in tokens (0 = fixed chunks)
     )
-    workers: int = 1  # server worker processes
+    workers: int = 0  # server worker processes; 0 = one per core
     timeout_s: int = 30  # request timeout
     access_log: bool = False  # BentoML's per-request access log line
     tracing: bool = False  # OpenTelemetry spans for /classify (configure an exporter in BentoML)
@@ -61,9 +61,14 @@ class ServerSettings:
             )
 
     @property
+    def server_workers(self) -> int:
+        """Worker processes actually started: the setting, or one per core."""
+        return self.workers or (os.cpu_count() or 1)
+
+    @property
     def model_lanes(self) -> int:
         """Lanes actually used: the setting, or one per core this worker may use."""
-        return self.lanes or max(1, (os.cpu_count() or 1) // self.workers)
+        return self.lanes or max(1, (os.cpu_count() or 1) // self.server_workers)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> ServerSettings:

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.load import run_wrk, write_bodies
-from bench.report import RATIOS, TARGETS
+from bench.report import RATIOS, ROWS, TARGETS
 from tests.conftest import Workspace
 from textclf.cli import app
 
@@ -35,15 +35,7 @@ def test_bench_measures_every_target(
     data = json.loads(output.read_text())
 
     results = data["results"]
-    loads = {
-        "served_single",
-        "served_batched",
-        "served_half_load",
-        "bentoml_batching_single",
-        "bentoml_batching_half_load",
-        "fastapi_ort",
-        "naive",
-    }
+    loads = set(ROWS) - {"raw"}  # every HTTP target, BentoML's own batching included
     assert set(results) == {"raw", *loads}
     for name in loads:
         assert set(results[name]) >= LOAD_FIELDS, name

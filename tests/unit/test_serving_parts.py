@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -148,6 +149,9 @@ def test_settings_parse_booleans_and_reject_nonsense() -> None:
     assert settings.access_log is True and settings.metrics is False
     assert settings.model_lanes >= 1
     assert load_settings({"TEXTCLF_LANES": "3"}).model_lanes == 3
+    two = load_settings({"TEXTCLF_WORKERS": "2"})
+    assert two.server_workers == 2 and two.model_lanes == max(1, (os.cpu_count() or 1) // 2)
+    assert load_settings({}).server_workers == (os.cpu_count() or 1)
     with pytest.raises(SettingsError, match="TEXTCLF_TRACING must be true or false"):
         load_settings({"TEXTCLF_TRACING": "maybe"})
     with pytest.raises(SettingsError, match="TEXTCLF_MAX_QUEUED must be ≥ 1"):
