@@ -1,4 +1,4 @@
-"""The limit: the served model file run in-process by ONNX Runtime, texts sorted by length, best batch.
+"""The limit: the served model file run by ONNX Runtime without a server, texts sorted by length.
 
 No HTTP, no queue: the texts are sorted by token count once and cut into batches, so each ONNX Runtime
 call pads almost nothing. Every batch size and parallel layout in the sweep is measured; the best is
@@ -7,9 +7,10 @@ the limit the served numbers are compared with.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +28,28 @@ def _sorted_by_length(classifier: OnnxClassifier, texts: list[str]) -> list[str]
     return [texts[i] for i in np.argsort(lengths, kind="stable")]
 
 
-def _one_setting(
+_START = None  # in worker processes: a barrier all of them pass once loaded and warm
+
+
+def _share_start(barrier) -> None:
+    global _START
+    _START = barrier
+
+
+def _run(
     folder: Path, texts: list[str], batch: int, threads: int, lanes: int, seconds: float
-) -> dict:
+) -> tuple[int, float, list[float]]:
+    """Texts done, seconds taken and per-call latencies of one process running `lanes` threads."""
     classifier = OnnxClassifier(folder, threads=threads, sub_batch=batch)
     ordered = _sorted_by_length(classifier, texts)
     batches = [ordered[i : i + batch] for i in range(0, len(ordered), batch)]
     for warm in batches[:: max(1, len(batches) // 8)]:
         classifier.predict_proba(warm)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(os.getpid())
     calls: list[float] = []
     done = 0
+    if _START is not None:  # parallel processes measure the same window
+        _START.wait()
     started = time.perf_counter()
 
     def timed(index: int) -> int:
@@ -46,16 +58,34 @@ def _one_setting(
         calls.append(time.perf_counter() - t0)
         return len(batches[index])
 
-    with ThreadPoolExecutor(lanes) as pool:  # lanes share one session, as the server's do
+    with ThreadPoolExecutor(lanes) as pool:  # lanes share one session, as a server worker's do
         while time.perf_counter() - started < seconds:
             done += sum(pool.map(timed, rng.permutation(len(batches))))  # every length, random order
-    elapsed = time.perf_counter() - started
-    ms = np.asarray(calls) * 1000
+    return done, time.perf_counter() - started, calls
+
+
+def _one_setting(
+    folder: Path, texts: list[str], batch: int, threads: int, lanes: int, processes: int, seconds: float
+) -> dict:
+    if processes == 1:
+        runs = [_run(folder, texts, batch, threads, lanes, seconds)]
+    else:  # fresh interpreters, like server workers; they start together once all are loaded
+        context = multiprocessing.get_context("spawn")
+        barrier = context.Barrier(processes)
+        with ProcessPoolExecutor(
+            processes, mp_context=context, initializer=_share_start, initargs=(barrier,)
+        ) as pool:
+            futures = [
+                pool.submit(_run, folder, texts, batch, threads, lanes, seconds) for _ in range(processes)
+            ]
+            runs = [f.result() for f in futures]
+    ms = np.asarray([c for _, _, calls in runs for c in calls]) * 1000
     return {
         "batch": batch,
         "threads": threads,
         "lanes": lanes,
-        "texts_per_s": round(done / elapsed, 1),
+        "processes": processes,
+        "texts_per_s": round(sum(done / elapsed for done, elapsed, _ in runs), 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p95_ms": round(float(np.percentile(ms, 95)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
@@ -63,14 +93,15 @@ def _one_setting(
 
 
 def measure_raw(folder: Path, texts: list[str], *, seconds: float = 2.0) -> dict:
-    """Sweep batch size x (ONNX Runtime threads per call, calls in parallel); report the best.
+    """Sweep batch size x parallel layout; report the best. Latency is per call.
 
-    Parallelism is tried both ways: one call using every core, and one single-threaded call per core
-    at once (what the server's lanes do). Latency is per call.
+    Layouts (ONNX Runtime threads per call, calls in parallel per process, processes): one call on one
+    core; one call using every core; one single-threaded call per core in one process; one process per
+    core with one single-threaded call each (what the server's workers do).
     """
     cores = os.cpu_count() or 1
-    layouts = sorted({(1, 1), (cores, 1), (1, cores)})
-    sweep = [_one_setting(folder, texts, b, t, n, seconds) for t, n in layouts for b in BATCH_SIZES]
+    layouts = sorted({(1, 1, 1), (cores, 1, 1), (1, cores, 1), (1, 1, cores)})
+    sweep = [_one_setting(folder, texts, b, t, n, p, seconds) for t, n, p in layouts for b in BATCH_SIZES]
     best = max(sweep, key=lambda row: row["texts_per_s"])
     return {**best, "errors": 0, "latency_is": "per ONNX Runtime call (one batch)", "sweep": sweep}
 
@@ -78,7 +109,8 @@ def measure_raw(folder: Path, texts: list[str], *, seconds: float = 2.0) -> dict
 def remeasure(folder: Path, texts: list[str], raw: dict, *, seconds: float = 2.0) -> dict:
     """The best setting again, after the served runs: the limit becomes the mean of both
     measurements, so a machine that drifts during the run does not favour either side."""
-    again = _one_setting(folder, texts, raw["batch"], raw["threads"], raw["lanes"], 2 * seconds)
+    layout = (raw["batch"], raw["threads"], raw["lanes"], raw["processes"])
+    again = _one_setting(folder, texts, *layout, 2 * seconds)
     before = raw["texts_per_s"]
     return {
         **raw,

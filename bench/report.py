@@ -97,7 +97,8 @@ def markdown(report: dict) -> str:
     machine = report["machine"]
     raw = results.get("raw")
     best = (
-        f"; raw best: batch {raw['batch']}, {raw['lanes']} parallel call(s) of {raw['threads']} thread(s)"
+        f"; raw best: batch {raw['batch']}, {raw['processes']} process(es) x {raw['lanes']} parallel "
+        f"call(s) x {raw['threads']} thread(s)"
         if raw
         else ""
     )

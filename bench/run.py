@@ -188,7 +188,8 @@ class Bench:
             best = results["raw"]
             self.log(
                 f"raw: {best['texts_per_s']:,.0f} texts/s "
-                f"(batch {best['batch']}, {best['lanes']} parallel call(s) of {best['threads']} thread(s))"
+                f"(batch {best['batch']}, {best['processes']} process(es) x {best['lanes']} parallel call(s) "
+                f"x {best['threads']} thread(s))"
             )
         if "served" in c.targets:
             results.update(self.served())

@@ -66,7 +66,7 @@ def _result(texts_per_s: float, errors: int = 0, **extra) -> dict:
 
 def _full_results() -> dict:
     return {
-        "raw": _result(1000, batch=32, threads=2, lanes=1),
+        "raw": _result(1000, batch=32, threads=2, lanes=1, processes=1),
         "served_single": _result(600),
         "served_batched": _result(900),
         "served_half_load": _result(300, offered_fraction=0.5),
