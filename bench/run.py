@@ -175,7 +175,7 @@ class Bench:
     def plain_app(self, name: str, module: str, source: Path) -> dict:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        argv = [sys.executable, "-m", module, str(source), "--port", str(port)]
+        argv = [sys.executable, "-m", module, str(source.resolve()), "--port", str(port)]
         env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         with running(argv, f"{url}/readyz", self.config.workdir / f"{name}.log", env=env, cwd=ROOT):
             return self._saturate(name, f"{url}/classify", self.single, 1)
