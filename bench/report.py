@@ -16,16 +16,6 @@ TARGETS = {
     "served_single/naive": 5.0,
 }
 HALF_LOAD_P99_MS = 150.0
-ROWS = (
-    "raw",
-    "served_single",
-    "served_batched",
-    "served_half_load",
-    "bentoml_batching_single",
-    "bentoml_batching_half_load",
-    "fastapi_ort",
-    "naive",
-)
 DESCRIPTIONS = {
     "raw": "ONNX Runtime in-process, sorted by length, best batch and parallelism (the limit)",
     "served_single": "Bento (`bentoml serve`), 1 text per request",
@@ -36,6 +26,7 @@ DESCRIPTIONS = {
     "fastapi_ort": "FastAPI + same ONNX file, 1 ORT call per request",
     "naive": "FastAPI + transformers pipeline (PyTorch), 1 text per request",
 }
+ROWS = tuple(DESCRIPTIONS)  # the table's rows, in this order
 
 
 def ratios(results: dict[str, dict | None]) -> dict[str, float | None]:

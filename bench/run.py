@@ -81,6 +81,7 @@ class Bench:
         self.log = log
         self.single = write_bodies(config.texts, 1, config.workdir / "bodies-1.jsonl")
         self.batched = write_bodies(config.texts, config.batch_texts, config.workdir / "bodies-n.jsonl")
+        self.probe_body = self.single.read_text(encoding="utf-8").splitlines()[0]
 
     def _load(self, url: str, bodies: Path, per_request: int, seconds: float, **kw) -> LoadResult:
         return run_wrk(
@@ -95,7 +96,7 @@ class Bench:
     def _drain(self, url: str, authorization: str = "", timeout_s: float = 120) -> None:
         """Wait until requests left over by the last load run are answered: a probe queues behind them,
         and a quick answer means the server is idle again (else the next run pays for the last one)."""
-        body = Path(self.single).read_text(encoding="utf-8").splitlines()[0]
+        body = self.probe_body
         headers = {"content-type": "application/json"}
         if authorization:
             headers["authorization"] = authorization

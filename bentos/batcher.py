@@ -43,18 +43,12 @@ class GreedyBatcher(Generic[T, R]):
         max_queued: int,
     ):
         self.predict = predict
-        self.lanes = lanes
         self.max_batch_size = max_batch_size
         self.max_queued = max_queued
         self._executor = ThreadPoolExecutor(lanes, thread_name_prefix="textclf-model")
         self._queue: collections.deque[_Job[T, R]] = collections.deque()
         self._queued = 0
         self._free = lanes
-
-    @property
-    def queued(self) -> int:
-        """Texts waiting for a free lane."""
-        return self._queued
 
     async def submit(self, items: Sequence[T]) -> list[R]:
         """The results for `items`, computed in some batch; raises Overloaded when the queue is full."""
@@ -107,6 +101,3 @@ class GreedyBatcher(Generic[T, R]):
                     job.future.set_result(results[start:end])  # type: ignore[index]
             start = end
         self._dispatch()
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -41,9 +41,7 @@ class ServerSettings:
     max_top_k: int = 20  # largest top_k a client may ask for
     ort_threads: int = 1  # ONNX Runtime intra-op threads per worker
     sub_batch: int = 64  # token models: most texts per padded ONNX Runtime call within a batch
-    call_cost_tokens: int = (
-        16  # token models: fixed cost of one ONNX Runtime call, in tokens (0 = fixed chunks)
-    )
+    call_cost_tokens: int = 16  # token models: cost of one model call, in tokens; 0 = fixed chunks
     workers: int = 0  # server worker processes; 0 = one per core
     timeout_s: int = 30  # request timeout
     access_log: bool = False  # BentoML's per-request access log line

@@ -75,9 +75,10 @@ def quantize_int8(
     stay in float. Measured on the fine-tuned MiniLM (banking77 test, int8 vs fp32 labels): quantising
     every operator per tensor agreed on 98.5%; per channel on 98.9%; MatMul only, per channel, 7-bit,
     with the pooler and classifier head in float on 99.1% (but the fused attention projections stayed
-    float, at half the speed); MatMul and fused Attention per channel, head in float: 98.7-99.2%
-    depending on how texts are batched (activation scales are per call); the same with the first
-    layer's attention in float: 99.0-99.2%, within 0.13 points of fp32 accuracy, ~1.8x MatMul-only.
+    float: 352 texts/s on one thread in the evaluate stage); MatMul and fused Attention per channel,
+    head in float: 98.7-99.2% depending on how texts are batched (activation scales are per call);
+    the same with the first layer's attention in float: 99.06% in the export gate, within 0.13 points
+    of fp32 accuracy, 455 texts/s.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
