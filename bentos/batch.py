@@ -334,6 +334,11 @@ async def _classify(
         except ValueError as exc:  # a 2xx body that is not the JSON the API promises
             raise BatchError(f"chunk of input lines {chunk.lines}: unreadable answer: {exc}") from None
         except (httpx.HTTPError, BentoMLException) as exc:
+            if isinstance(exc, BentoMLException) and int(exc.error_code) in (401, 403):
+                raise BatchError(
+                    f"the server refused the token (HTTP {int(exc.error_code)}): pass a valid token with "
+                    "the classify scope (--token or TEXTCLF_TOKEN)"
+                ) from None
             if isinstance(exc, BentoMLException) and not _retryable(exc):  # a 4xx: it would refuse again
                 refusal = _refusal(exc, chunk)
                 chunk.results = [(None, error or refusal) for _, error in chunk.results]
@@ -364,13 +369,13 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
-async def _connect(url: str, timeout: float) -> bentoml.AsyncHTTPClient:
+async def _connect(url: str, timeout: float, token: str | None = None) -> bentoml.AsyncHTTPClient:
     """Open a client; its start fetches /schema.json, so an unreachable server fails here.
 
     `server_ready_timeout=0` skips BentoML's /readyz wait, which busy-loops for `timeout` seconds
     against a closed port; a server that is up but not ready answers 503, which is retried.
     """
-    client = bentoml.AsyncHTTPClient(url, server_ready_timeout=0, timeout=timeout)
+    client = bentoml.AsyncHTTPClient(url, server_ready_timeout=0, timeout=timeout, token=token)
     try:
         await client.__aenter__()
     except (httpx.HTTPError, BentoMLException, ValueError, KeyError, TypeError) as exc:
@@ -420,6 +425,7 @@ async def apredict_file(
     top_k: int | None = None,
     timeout: float = 30.0,
     progress: bool | None = None,
+    token: str | None = None,
 ) -> BatchSummary:
     """Async form of `predict_file`, for callers that already run an event loop."""
     if chunk_size < 1 or concurrency < 1 or retries < 0:
@@ -429,7 +435,7 @@ async def apredict_file(
     spec = scan_input(input_file, text_column)
     if not output.parent.is_dir():
         raise BatchError(f"output folder {output.parent} does not exist")
-    client = await _connect(url, timeout)
+    client = await _connect(url, timeout, token)
     summary = BatchSummary()
     # Larger chunks than the server takes would all be refused; a too-large top_k refuses every chunk.
     limit = _schema_limit(client, "texts", "maxItems")

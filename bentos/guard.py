@@ -1,4 +1,5 @@
-"""ASGI guard in front of the API: wrong content type → 415, oversized body → 413, as JSON.
+"""ASGI guard in front of the API: wrong content type → 415, oversized body → 413, invalid body → 422,
+as JSON.
 
 It reads only headers and counts body bytes as they stream in, so it costs next to nothing on the
 hot path and buffers only bodies sent without a Content-Length.
@@ -32,6 +33,18 @@ async def send_json_error(send: Send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _unprocessable_on_invalid(send: Send) -> Send:
+    """BentoML answers a body that fails validation (bad JSON, too many texts, too long a text) with
+    400; the HTTP semantics (and FastAPI's convention) are 422 Unprocessable Content."""
+
+    async def send_422(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 400:
+            message = {**message, "status": 422}
+        await send(message)
+
+    return send_422
+
+
 class RequestGuard:
     """Checks POSTs to the JSON routes before BentoML parses them."""
 
@@ -59,6 +72,7 @@ class RequestGuard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await send_json_error(send, 413, self._too_large())
             return
+        send = _unprocessable_on_invalid(send)
         if declared is None:
             await self._guarded(scope, receive, send)
         else:  # the server enforces the declared length, which is within the limit

@@ -131,3 +131,28 @@ class ClassifyOutput(IORootModel[list[Prediction]]):
     @classmethod
     async def to_http_response(cls, obj: Any, serde: Any) -> Response:
         return Response(json.dumps(obj).encode(), media_type="application/json")
+
+
+class FeedbackItem(BaseModel):
+    """One true label, for live accuracy and retraining."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: Text
+    label: str = Field(
+        min_length=1, max_length=200, description="The true label (one of the model's labels)."
+    )
+    predicted: str | None = Field(
+        default=None, max_length=200, description="What the server answered, if known."
+    )
+
+
+FeedbackItems = Annotated[
+    list[FeedbackItem],
+    Field(min_length=1, max_length=SETTINGS.max_texts, description="True labels, one per text."),
+]
+"""The `items` of POST /feedback."""
+
+
+class FeedbackReceipt(BaseModel):
+    accepted: int = Field(description="Records stored (encrypted at rest).")

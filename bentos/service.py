@@ -8,14 +8,27 @@ import bentoml
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from auth.middleware import AuthMiddleware
 from bentos.batcher import GreedyBatcher, Overloaded
+from bentos.contract import check_model_folder
+from bentos.feedback import FeedbackStore
 from bentos.guard import RequestGuard
 from bentos.runtime import OnnxClassifier
-from bentos.schemas import ClassifyInput, ClassifyOutput, ModelInfo, Queries, Query
+from bentos.schemas import (
+    ClassifyInput,
+    ClassifyOutput,
+    FeedbackItems,
+    FeedbackReceipt,
+    ModelInfo,
+    Queries,
+    Query,
+)
+from bentos.security import admin_status, auth_config
 from bentos.settings import SETTINGS
 from textclf.offline import go_offline
 
 go_offline()
+AUTH = auth_config(SETTINGS)
 
 info_app = FastAPI(title="textclf model info", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -34,7 +47,14 @@ class TextClassifier:
 
     bento_model = bentoml.models.BentoModel(SETTINGS.model)
 
+    @bentoml.on_deployment
+    def check_model() -> None:
+        """Once, in `bentoml serve`'s own process before any worker: a wrongly-keyed, tampered or
+        incomplete model stops the server with its error (a failing worker would respawn forever)."""
+        check_model_folder(TextClassifier.inner.bento_model.resolve().path)
+
     def __init__(self) -> None:
+        AUTH.check()  # a server that cannot verify tokens must not start
         self.classifier = OnnxClassifier(
             self.bento_model.path,
             threads=SETTINGS.ort_threads,
@@ -56,6 +76,7 @@ class TextClassifier:
         # BentoML resolves the API method on every request, re-reading its signature each time; the
         # bound method, computed once, shadows that (the descriptor has no __set__).
         self.classify = type(self).classify.__get__(self, type(self))
+        self.feedback_store = FeedbackStore(SETTINGS.path("feedback_dir"), labels=self.classifier.labels)
         self.batcher: GreedyBatcher[Query, dict] = GreedyBatcher(
             self._predict,
             lanes=SETTINGS.model_lanes,
@@ -105,6 +126,22 @@ class TextClassifier:
             for q, best in zip(queries, ranked, strict=True)
         ]
 
+    @bentoml.api(route="/feedback")
+    def feedback(self, items: FeedbackItems, ctx: bentoml.Context) -> FeedbackReceipt:
+        """Store true labels (encrypted at rest) for live accuracy and retraining."""
+        subject = ctx.request.scope.get("state", {}).get("subject")
+        problem = self.feedback_store.append(items, subject)
+        if problem is not None:
+            status, message = problem
+            ctx.response.status_code = status  # BentoML sets the status from the context when one is used
+            return JSONResponse({"error": message}, status_code=status)  # type: ignore[return-value]
+        return FeedbackReceipt(accepted=len(items))
+
+    @info_app.get("/admin/status")
+    def admin_status(self) -> dict[str, Any]:
+        """Limits, workers and signing key ids of this server (admin scope; nothing secret)."""
+        return admin_status(SETTINGS, AUTH, self.info.model_dump())
+
     @info_app.get("/docs", include_in_schema=False)
     def docs(self) -> RedirectResponse:
         """The interactive API docs (BentoML's Swagger UI at /, the schema at /docs.json)."""
@@ -116,6 +153,8 @@ class TextClassifier:
         return self.info
 
 
+if AUTH.enabled or AUTH.audit:  # outermost: every request is authenticated and audited first
+    TextClassifier.add_asgi_middleware(AuthMiddleware, config=AUTH, workers=SETTINGS.server_workers)
 TextClassifier.add_asgi_middleware(
-    RequestGuard, json_routes=("/classify",), max_body_bytes=SETTINGS.max_body_bytes
+    RequestGuard, json_routes=("/classify", "/feedback"), max_body_bytes=SETTINGS.max_body_bytes
 )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 ENV_PREFIX = "TEXTCLF_"
 BATCHERS = ("textclf", "bentoml")
-_ZERO_OK = {"lanes", "workers", "call_cost_tokens"}
+_ZERO_OK = {"lanes", "workers", "call_cost_tokens", "rate_limit_rps", "audit_backups"}
+TOKEN_ALGORITHMS = ("RS256", "HS256")
 _BOOLEANS = {
     "1": True,
     "true": True,
@@ -47,12 +49,30 @@ class ServerSettings:
     access_log: bool = False  # BentoML's per-request access log line
     tracing: bool = False  # OpenTelemetry spans for /classify (configure an exporter in BentoML)
     metrics: bool = True  # Prometheus metrics at /metrics
+    auth: bool = True  # require OAuth2 bearer tokens (JWT) on the API; false only behind another gate
+    auth_dir: str = "~/.textclf/auth"  # signing keys and hashed client/user secrets (`textclf auth init`)
+    token_alg: str = "RS256"  # the one JWT algorithm accepted and used for new keys: RS256 or HS256
+    token_issuer: str = "textclf"  # `iss` of issued tokens, required on verification
+    token_audience: str = "textclf-api"  # `aud` of issued tokens, required on verification
+    token_ttl_s: int = 900  # lifetime of issued access tokens
+    rate_limit_rps: int = 200  # requests per second per token subject (whole server); 0 = no limit
+    rate_limit_burst: int = 400  # requests a subject may send at once before the rate applies
+    audit: bool = True  # the audit log (one JSON line per request)
+    audit_dir: str = "~/.textclf/audit"  # the audit log's rotating JSON-lines files
+    audit_stdout: bool = True  # also print every audit line to stdout
+    audit_max_bytes: int = 10 * 1024 * 1024  # audit file size before it rotates
+    audit_backups: int = 5  # rotated audit files kept
+    feedback_dir: str = "~/.textclf/feedback"  # where POST /feedback appends its (encrypted) records
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool) and value < (1 - (f.name in _ZERO_OK)):
                 raise SettingsError(f"{ENV_PREFIX}{f.name.upper()} must be ≥ 1, got {value}")
+        if self.token_alg not in TOKEN_ALGORITHMS:
+            raise SettingsError(
+                f"{ENV_PREFIX}TOKEN_ALG must be one of {', '.join(TOKEN_ALGORITHMS)}, got {self.token_alg!r}"
+            )
         if self.batcher not in BATCHERS:
             raise SettingsError(
                 f"{ENV_PREFIX}BATCHER must be one of {', '.join(BATCHERS)}, got {self.batcher!r}"
@@ -67,6 +87,10 @@ class ServerSettings:
     def model_lanes(self) -> int:
         """Lanes actually used: the setting, or one per core this worker may use."""
         return self.lanes or max(1, (os.cpu_count() or 1) // self.server_workers)
+
+    def path(self, name: str) -> Path:
+        """A folder setting with `~` expanded."""
+        return Path(getattr(self, name)).expanduser()
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> ServerSettings:

@@ -19,6 +19,7 @@ _STATE = Path(tempfile.mkdtemp(prefix="textclf-tests-"))
 os.environ["BENTOML_HOME"] = str(_STATE / "bentoml")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STATE / 'mlflow.db'}"
 
+from tests.auth_helpers import AuthFolder, make_auth_folder  # noqa: E402
 from tests.helpers import bentoml_serve, make_tiny_bert, write_tiny_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,7 +125,47 @@ def built_bento(trained_logreg: Workspace) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def server(built_bento: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `bentoml serve` of the built Bento on a free loopback port (small limits)."""
-    env = {"TEXTCLF_MODEL": built_bento["model"], **SERVER_LIMITS}
+    """A real `bentoml serve` of the built Bento on a free loopback port (small limits), with the
+    security layer off: these tests are about serving (tests/integration/test_security*.py use
+    `secure_server`)."""
+    env = {
+        "TEXTCLF_MODEL": built_bento["model"],
+        "TEXTCLF_AUTH": "false",
+        "TEXTCLF_AUDIT": "false",
+        **SERVER_LIMITS,
+    }
     with bentoml_serve(built_bento["bento"], env, cwd=tmp_path_factory.mktemp("serve")) as url:
         yield url
+
+
+@dataclass(frozen=True)
+class SecureServer:
+    url: str
+    auth: AuthFolder
+    audit_dir: Path
+    feedback_dir: Path
+    data_key: str
+
+
+@pytest.fixture(scope="session")
+def secure_server(
+    built_bento: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecureServer]:
+    """The built Bento as it runs by default: tokens required, audit on, feedback encrypted."""
+    from auth.crypto import new_data_key
+
+    root = tmp_path_factory.mktemp("secure")
+    auth = make_auth_folder(root / "auth")
+    data_key = new_data_key()
+    env = {
+        "TEXTCLF_MODEL": built_bento["model"],
+        "TEXTCLF_AUTH_DIR": str(auth.path),
+        "TEXTCLF_AUDIT_DIR": str(root / "audit"),
+        "TEXTCLF_FEEDBACK_DIR": str(root / "feedback"),
+        "TEXTCLF_DATA_KEY": data_key,
+        "TEXTCLF_RATE_LIMIT_RPS": "5000",
+        "TEXTCLF_RATE_LIMIT_BURST": "5000",
+        **SERVER_LIMITS,
+    }
+    with bentoml_serve(built_bento["bento"], env, cwd=root) as url:
+        yield SecureServer(url, auth, root / "audit", root / "feedback", data_key)

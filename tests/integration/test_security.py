@@ -1,0 +1,390 @@
+"""The security layer under a real `bentoml serve`, tested the way an attacker would probe it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import bentoml
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from auth.crypto import Sealer, decode_data_key, read_sealed_log
+from auth.keys import load_ring, retire, rotate
+from bentos.feedback import FEEDBACK_AAD
+from tests.auth_helpers import PASSWORDS, SECRETS, hs256_with, raw_token
+from tests.conftest import SecureServer
+
+pytestmark = pytest.mark.integration
+
+BODY = {"texts": ["my pin is blocked please"]}
+RING_RELOAD_S = 1.3  # servers re-read the key ring at most once a second
+
+
+def post(server: SecureServer, path: str, token: str | None, body: object = BODY) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return httpx.post(f"{server.url}{path}", json=body, headers=headers, timeout=10)
+
+
+def assert_refused(response: httpx.Response, reason: str | None = None) -> None:
+    assert response.status_code == 401, response.text
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith('Bearer realm="textclf"')
+    if reason:
+        assert reason in response.json()["error"]
+
+
+# ------------------------------------------------------------------------------------------ the happy path
+
+
+def test_a_minted_token_classifies_and_the_answer_carries_a_request_id(secure_server: SecureServer) -> None:
+    response = post(secure_server, "/classify", secure_server.auth.mint(scopes="classify"))
+    assert response.status_code == 200, response.text
+    assert response.json()[0]["label"] == "pin_blocked"
+    assert len(response.headers["x-request-id"]) >= 16
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/readyz", "/livez", "/schema.json", "/docs.json", "/"])
+def test_open_routes_need_no_token(secure_server: SecureServer, path: str) -> None:
+    response = httpx.get(f"{secure_server.url}{path}", timeout=10)
+    assert response.status_code == 200, (path, response.status_code)
+    assert "Bearer ey" not in response.text and "secret_hash" not in response.text
+
+
+def test_docs_redirect_is_open(secure_server: SecureServer) -> None:
+    assert httpx.get(f"{secure_server.url}/docs", timeout=10, follow_redirects=True).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/classify"),
+        ("GET", "/model"),
+        ("POST", "/feedback"),
+        ("GET", "/admin/status"),
+        ("GET", "/nope"),
+    ],
+)
+def test_every_other_route_needs_a_token(secure_server: SecureServer, method: str, path: str) -> None:
+    assert_refused(httpx.request(method, f"{secure_server.url}{path}", json=BODY, timeout=10), "bearer token")
+
+
+def test_client_credentials_grant_with_basic_auth_and_with_form_fields(secure_server: SecureServer) -> None:
+    url = f"{secure_server.url}/token"
+    by_basic = httpx.post(
+        url, data={"grant_type": "client_credentials"}, auth=("svc", SECRETS["svc"]), timeout=10
+    )
+    assert by_basic.status_code == 200, by_basic.text
+    assert by_basic.headers["cache-control"] == "no-store"
+    answer = by_basic.json()
+    assert answer["token_type"] == "Bearer" and answer["expires_in"] == 900
+    assert answer["scope"] == "classify feedback model:read"
+    assert post(secure_server, "/classify", answer["access_token"]).status_code == 200
+
+    narrowed = httpx.post(
+        url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "svc",
+            "client_secret": SECRETS["svc"],
+            "scope": "model:read",
+        },
+        timeout=10,
+    ).json()
+    assert narrowed["scope"] == "model:read"
+    token = narrowed["access_token"]
+    assert (
+        httpx.get(
+            f"{secure_server.url}/model", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        ).status_code
+        == 200
+    )
+    assert post(secure_server, "/classify", token).status_code == 403
+
+
+def test_password_grant(secure_server: SecureServer) -> None:
+    url = f"{secure_server.url}/token"
+    ok = httpx.post(
+        url, data={"grant_type": "password", "username": "alice", "password": PASSWORDS["alice"]}, timeout=10
+    )
+    assert ok.status_code == 200 and ok.json()["scope"] == "classify"
+    bad = httpx.post(
+        url, data={"grant_type": "password", "username": "alice", "password": "guess-guess-guess"}, timeout=10
+    )
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    ("data", "auth", "status", "error"),
+    [
+        ({"grant_type": "client_credentials"}, ("svc", "wrong-secret-000000"), 401, "invalid_client"),
+        ({"grant_type": "client_credentials"}, ("nobody", "wrong-secret-000000"), 401, "invalid_client"),
+        ({"grant_type": "client_credentials"}, None, 401, "invalid_client"),
+        ({"grant_type": "authorization_code"}, ("svc", SECRETS["svc"]), 400, "unsupported_grant_type"),
+        ({"scope": "classify"}, ("svc", SECRETS["svc"]), 400, "invalid_request"),
+        (
+            {"grant_type": "client_credentials", "scope": "admin"},
+            ("svc", SECRETS["svc"]),
+            400,
+            "invalid_scope",
+        ),
+        (
+            {"grant_type": "client_credentials", "scope": "root"},
+            ("svc", SECRETS["svc"]),
+            400,
+            "invalid_scope",
+        ),
+        ({"grant_type": "password", "username": "alice"}, None, 400, "invalid_request"),
+    ],
+)
+def test_token_endpoint_refusals(
+    secure_server: SecureServer, data: dict, auth: tuple[str, str] | None, status: int, error: str
+) -> None:
+    response = httpx.post(f"{secure_server.url}/token", data=data, auth=auth, timeout=10)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == error
+    assert "access_token" not in response.json()
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Basic")
+
+
+def test_token_endpoint_wants_a_form(secure_server: SecureServer) -> None:
+    url = f"{secure_server.url}/token"
+    as_json = httpx.post(
+        url, json={"grant_type": "client_credentials"}, auth=("svc", SECRETS["svc"]), timeout=10
+    )
+    assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
+    assert httpx.get(url, timeout=10).status_code == 405
+    huge = httpx.post(
+        url,
+        content=b"grant_type=" + b"x" * 20_000,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
+    assert huge.status_code == 413
+
+
+def test_jwks_publishes_public_keys_that_verify_our_tokens(secure_server: SecureServer) -> None:
+    jwks = httpx.get(f"{secure_server.url}/.well-known/jwks.json", timeout=10).json()
+    assert jwks["keys"] and all(k["kty"] == "RSA" and k["use"] == "sig" and k["kid"] for k in jwks["keys"])
+    assert not any(private in k for k in jwks["keys"] for private in ("d", "p", "q", "dp", "dq", "qi"))
+    token = secure_server.auth.mint(scopes="classify")
+    key = jwt.PyJWKClient(f"{secure_server.url}/.well-known/jwks.json").get_signing_key_from_jwt(token)
+    claims = jwt.decode(token, key.key, algorithms=["RS256"], audience="textclf-api", issuer="textclf")
+    assert claims["scope"] == "classify"
+
+
+# ------------------------------------------------------------------------------------------ attacks
+
+
+def test_unsigned_alg_none_is_refused(secure_server: SecureServer) -> None:
+    kid = load_ring(secure_server.auth.path).active.kid
+    claims = secure_server.auth.claims(scope="classify admin")
+    for alg in ("none", "None", "NONE"):
+        token = raw_token({"alg": alg, "typ": "at+jwt", "kid": kid}, claims)
+        assert_refused(post(secure_server, "/classify", token))
+
+
+def test_hs256_signed_with_the_public_key_is_refused(secure_server: SecureServer) -> None:
+    key = load_ring(secure_server.auth.path).active
+    public_pem = key.verifying_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    claims = secure_server.auth.claims()
+    for secret in (public_pem, public_pem.strip()):
+        token = hs256_with(secret, {"alg": "HS256", "typ": "at+jwt", "kid": key.kid}, claims)
+        assert_refused(post(secure_server, "/classify", token), "algorithm")
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"exp": int(time.time()) - 60}, "expired"),
+        ({"nbf": int(time.time()) + 3600}, "not valid yet"),
+        ({"aud": "another-api"}, "audience"),
+        ({"iss": "evil"}, "issuer"),
+        *[({claim: None}, claim) for claim in ("iss", "aud", "sub", "exp", "iat", "nbf", "jti", "scope")],
+    ],
+)
+def test_bad_claims_signed_with_the_real_key_are_refused(
+    secure_server: SecureServer, changes: dict, reason: str
+) -> None:
+    token = secure_server.auth.sign(secure_server.auth.claims(**changes))
+    assert_refused(post(secure_server, "/classify", token), reason)
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [({"typ": "JWT"}, "type"), ({"typ": None}, "type"), ({"kid": "no-such-key"}, "unknown")],
+)
+def test_bad_headers_are_refused(secure_server: SecureServer, header: dict, reason: str) -> None:
+    token = secure_server.auth.sign(secure_server.auth.claims(), **header)
+    assert_refused(post(secure_server, "/classify", token), reason)
+
+
+def test_tampered_payload_is_refused(secure_server: SecureServer) -> None:
+    good = secure_server.auth.mint(scopes="model:read")
+    head, payload, signature = good.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["scope"] = "model:read classify admin"
+    forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    assert_refused(post(secure_server, "/classify", f"{head}.{forged_payload}.{signature}"), "signature")
+
+
+@pytest.mark.parametrize("junk", ["abc", "a.b.c", "Bearer", "x" * 5000])
+def test_garbage_tokens_are_refused(secure_server: SecureServer, junk: str) -> None:
+    assert_refused(post(secure_server, "/classify", junk))
+
+
+def test_scope_escalation_is_forbidden(secure_server: SecureServer) -> None:
+    classify_only = secure_server.auth.mint(scopes="classify")
+    for method, path in (("GET", "/admin/status"), ("POST", "/feedback"), ("GET", "/model")):
+        response = httpx.request(
+            method,
+            f"{secure_server.url}{path}",
+            headers={"Authorization": f"Bearer {classify_only}"},
+            json={},
+            timeout=10,
+        )
+        assert response.status_code == 403, (path, response.text)
+        assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+    admin = httpx.get(
+        f"{secure_server.url}/admin/status", headers=secure_server.auth.headers(scopes="admin"), timeout=10
+    )
+    assert admin.status_code == 200
+    assert admin.json()["auth"]["keys"] and "PRIVATE" not in admin.text
+
+
+def test_rotation_keeps_old_tokens_until_the_key_is_retired(secure_server: SecureServer) -> None:
+    folder = secure_server.auth.path
+    old_kid = load_ring(folder).active.kid
+    old_token = secure_server.auth.mint(sub="old-key-user", scopes="classify")
+    assert post(secure_server, "/classify", old_token).status_code == 200
+    rotate(folder)
+    time.sleep(RING_RELOAD_S)
+    new_token = secure_server.auth.mint(sub="new-key-user", scopes="classify")
+    assert jwt.get_unverified_header(new_token)["kid"] != old_kid
+    jwks = httpx.get(f"{secure_server.url}/.well-known/jwks.json", timeout=10).json()
+    assert {old_kid, jwt.get_unverified_header(new_token)["kid"]} <= {k["kid"] for k in jwks["keys"]}
+    assert post(secure_server, "/classify", old_token).status_code == 200
+    assert post(secure_server, "/classify", new_token).status_code == 200
+    retire(folder, old_kid)
+    time.sleep(RING_RELOAD_S)
+    assert_refused(post(secure_server, "/classify", old_token), "unknown or retired")
+    assert post(secure_server, "/classify", new_token).status_code == 200
+
+
+# ------------------------------------------------------------------------------------------ abuse limits
+
+
+def test_limits_give_413_and_422(secure_server: SecureServer) -> None:
+    token = secure_server.auth.mint(scopes="classify")
+    huge = httpx.post(
+        f"{secure_server.url}/classify",
+        content=b'{"texts": ["' + b"a" * 70_000 + b'"]}',
+        headers={"Authorization": f"Bearer {token}", "content-type": "application/json"},
+        timeout=10,
+    )
+    assert huge.status_code == 413
+    too_many = post(secure_server, "/classify", token, {"texts": ["ok"] * 17})
+    too_long = post(secure_server, "/classify", token, {"texts": ["x" * 201]})
+    assert too_many.status_code == 422 and too_long.status_code == 422
+    assert too_many.json()["detail"][0]["loc"] == ["texts"]
+
+
+# ------------------------------------------------------------------------------------------ clients
+
+
+def test_bentoml_client_with_a_token(secure_server: SecureServer) -> None:
+    token = secure_server.auth.mint(scopes="classify")
+    with bentoml.SyncHTTPClient(secure_server.url, token=token) as client:
+        assert client.classify({"texts": ["how do i get a refund"]})[0]["label"] == "refund"
+    with (
+        bentoml.SyncHTTPClient(secure_server.url, token="not-a-token") as client,
+        pytest.raises(bentoml.exceptions.BentoMLException) as refused,
+    ):
+        client.classify({"texts": ["how do i get a refund"]})
+    assert int(refused.value.error_code) == 401
+
+
+# ------------------------------------------------------------------------------------------ feedback & audit
+
+
+def test_feedback_is_stored_encrypted(secure_server: SecureServer) -> None:
+    token = secure_server.auth.mint(sub="labeller", scopes="feedback")
+    marker = "unique feedback text 8431 about my refund"
+    answer = post(
+        secure_server,
+        "/feedback",
+        token,
+        {"items": [{"text": marker, "label": "refund", "predicted": "top_up"}]},
+    )
+    assert answer.status_code == 200 and answer.json() == {"accepted": 1}
+    unknown = post(secure_server, "/feedback", token, {"items": [{"text": "x", "label": "no_such_label"}]})
+    assert unknown.status_code == 422 and "no_such_label" in unknown.json()["error"]
+    files = list(secure_server.feedback_dir.glob("*.jsonl"))
+    assert files and all(marker.encode() not in f.read_bytes() for f in files)
+    sealer = Sealer(decode_data_key(secure_server.data_key))
+    records = [r for f in files for r in read_sealed_log(f, sealer, FEEDBACK_AAD)]
+    mine = [r for r in records if r["text"] == marker]
+    assert mine and mine[0]["label"] == "refund" and mine[0]["subject"] == "labeller"
+
+
+def _audit_lines(server: SecureServer) -> list[dict]:
+    return [
+        json.loads(line)
+        for path in server.audit_dir.glob("*.jsonl*")
+        for line in path.read_text().splitlines()
+    ]
+
+
+def test_audit_log_records_requests_without_secrets_or_text(secure_server: SecureServer) -> None:
+    marker = "audit probe text 5521 where is my card"
+    token = secure_server.auth.mint(sub="audited", scopes="classify")
+    request_id = "audit-probe-1234"
+    ok = httpx.post(
+        f"{secure_server.url}/classify",
+        json={"texts": [marker]},
+        headers={"Authorization": f"Bearer {token}", "x-request-id": request_id},
+        timeout=10,
+    )
+    assert ok.headers["x-request-id"] == request_id
+    assert post(secure_server, "/classify", "bad.token.here").status_code == 401
+    issued = httpx.post(
+        f"{secure_server.url}/token",
+        data={"grant_type": "client_credentials"},
+        auth=("svc", SECRETS["svc"]),
+        timeout=10,
+    )
+    refused = httpx.post(
+        f"{secure_server.url}/token",
+        data={"grant_type": "client_credentials"},
+        auth=("svc", "nope-nope-nope-nope"),
+        timeout=10,
+    )
+    assert (issued.status_code, refused.status_code) == (200, 401)
+    time.sleep(0.2)
+    lines = _audit_lines(secure_server)
+    raw = "\n".join(json.dumps(line) for line in lines)
+    (mine,) = [line for line in lines if line["request_id"] == request_id]
+    assert mine["subject"] == "audited" and mine["route"] == "/classify" and mine["status"] == 200
+    assert mine["scopes"] == ["classify"] and mine["client"] == "127.0.0.1" and mine["latency_ms"] > 0
+    assert {
+        "time",
+        "request_id",
+        "subject",
+        "client",
+        "route",
+        "status",
+        "latency_ms",
+        "scopes",
+    } <= mine.keys()
+    assert any(line["status"] == 401 and line["route"] == "/classify" for line in lines)
+    tokens = [line for line in lines if line["event"] == "token"]
+    assert any(line["status"] == 200 and line["subject"] == "svc" for line in tokens)
+    assert any(line["status"] == 401 and line["subject"] == "svc" for line in tokens)
+    for secret in (marker, token, issued.json()["access_token"], SECRETS["svc"], "nope-nope-nope-nope"):
+        assert secret not in raw

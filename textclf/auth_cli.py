@@ -1,0 +1,200 @@
+"""Operator commands for the security layer: `textclf auth ...` and `textclf token`.
+
+They act on the folders the server reads (TEXTCLF_AUTH_DIR, TEXTCLF_AUDIT_DIR; `--auth-dir` overrides),
+and every change is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from auth.audit import AuditLog
+from auth.credentials import CredentialsError, add_principal, load_credentials, remove_principal
+from auth.keys import KeyRingError, init_ring, load_ring, retire, retire_expired, rotate
+from auth.scopes import SCOPES
+from auth.tokens import TokenService
+
+app = typer.Typer(help="Signing keys, clients and users of the token endpoint.", no_args_is_help=True)
+console = Console(stderr=True)
+
+AuthDirOption = typer.Option(
+    None, "--auth-dir", help="Auth folder (default: TEXTCLF_AUTH_DIR or ~/.textclf/auth)."
+)
+ScopeOption = typer.Option(..., "--scope", help=f"Space-separated scopes: some of {' '.join(SCOPES)}.")
+
+
+def _settings():
+    from bentos.settings import load_settings
+
+    return load_settings()
+
+
+def _folder(auth_dir: Path | None) -> Path:
+    return auth_dir.expanduser() if auth_dir else _settings().path("auth_dir")
+
+
+def _audit(action: str, **fields: object) -> None:
+    settings = _settings()
+    if not settings.audit:
+        return
+    log = AuditLog(
+        settings.path("audit_dir"), "audit-cli", False, settings.audit_max_bytes, settings.audit_backups
+    )
+    log.record(event="admin", action=action, subject=getpass.getuser(), client="cli", **fields)
+    log.close()
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/] {message}")
+    return typer.Exit(1)
+
+
+@app.command()
+def init(
+    auth_dir: Path | None = AuthDirOption,
+    alg: str = typer.Option(None, help="RS256 (default: TEXTCLF_TOKEN_ALG) or HS256."),
+) -> None:
+    """Create the signing key ring (idempotent)."""
+    folder = _folder(auth_dir)
+    try:
+        created = init_ring(folder, alg or _settings().token_alg)
+    except KeyRingError as exc:
+        raise _fail(str(exc)) from None
+    if created:
+        _audit("init", kid=load_ring(folder).active.kid)
+    console.print(f"{'created' if created else 'kept'} the key ring in {folder}")
+
+
+@app.command("add-client")
+def add_client(name: str, scope: str = ScopeOption, auth_dir: Path | None = AuthDirOption) -> None:
+    """Add (or replace) a machine client; prints its generated secret once."""
+    try:
+        secret = add_principal(_folder(auth_dir), "client", name, scope.split())
+    except CredentialsError as exc:
+        raise _fail(str(exc)) from None
+    _audit("add-client", name=name, scopes=scope.split())
+    console.print(f"client [bold]{name}[/] may ask for: {scope}. Its secret (shown once):")
+    typer.echo(secret)
+
+
+@app.command("add-user")
+def add_user(
+    name: str,
+    scope: str = ScopeOption,
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+    auth_dir: Path | None = AuthDirOption,
+) -> None:
+    """Add (or replace) a person for the password grant."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        add_principal(_folder(auth_dir), "user", name, scope.split(), password)
+    except CredentialsError as exc:
+        raise _fail(str(exc)) from None
+    _audit("add-user", name=name, scopes=scope.split())
+    console.print(f"user [bold]{name}[/] may ask for: {scope}")
+
+
+@app.command()
+def remove(
+    kind: str = typer.Argument(..., help="client or user"),
+    name: str = typer.Argument(...),
+    auth_dir: Path | None = AuthDirOption,
+) -> None:
+    """Remove a client or user: no new tokens for it (issued ones live until they expire)."""
+    try:
+        remove_principal(_folder(auth_dir), kind, name)
+    except CredentialsError as exc:
+        raise _fail(str(exc)) from None
+    _audit("remove", kind=kind, name=name)
+    console.print(f"removed {kind} {name}")
+
+
+@app.command("list")
+def list_all(auth_dir: Path | None = AuthDirOption) -> None:
+    """Keys, clients and users (ids and scopes; never secrets)."""
+    folder = _folder(auth_dir)
+    table = Table("kind", "name", "detail")
+    try:
+        ring = load_ring(folder)
+    except KeyRingError as exc:
+        raise _fail(str(exc)) from None
+    for key in ring.keys.values():
+        state = "active" if key.kid == ring.active.kid else "verify only"
+        table.add_row("key", key.kid, f"{key.alg}, {state}")
+    credentials = load_credentials(folder)
+    for kind, entries in (("client", credentials.clients), ("user", credentials.users)):
+        for name, entry in sorted(entries.items()):
+            table.add_row(kind, name, " ".join(entry["scopes"]))
+    Console().print(table)
+
+
+@app.command("rotate-key")
+def rotate_key(
+    auth_dir: Path | None = AuthDirOption,
+    alg: str = typer.Option(None, help="RS256 or HS256 (default: as set)."),
+) -> None:
+    """New active signing key; tokens of the previous key stay valid until they expire."""
+    folder = _folder(auth_dir)
+    try:
+        kid = rotate(folder, alg or _settings().token_alg)
+    except KeyRingError as exc:
+        raise _fail(str(exc)) from None
+    _audit("rotate-key", kid=kid)
+    console.print(f"active key is now {kid}; servers pick it up within a second")
+
+
+@app.command("retire-key")
+def retire_key(
+    kid: str | None = typer.Argument(
+        None, help="Key id; none: every key rotated out longer than a token lives."
+    ),
+    auth_dir: Path | None = AuthDirOption,
+) -> None:
+    """Delete rotated-out keys: every token they signed is refused from then on."""
+    folder = _folder(auth_dir)
+    try:
+        retired = [kid] if kid else retire_expired(folder, _settings().token_ttl_s)
+        if kid:
+            retire(folder, kid)
+    except KeyRingError as exc:
+        raise _fail(str(exc)) from None
+    for done in retired:
+        _audit("retire-key", kid=done)
+    console.print(f"retired: {', '.join(retired) or 'nothing'}")
+
+
+def token(
+    sub: str = typer.Option(..., "--sub", help="The token's subject (who it is for)."),
+    scope: str = ScopeOption,
+    ttl: int | None = typer.Option(None, min=1, help="Lifetime in seconds (default TEXTCLF_TOKEN_TTL_S)."),
+    auth_dir: Path | None = AuthDirOption,
+) -> None:
+    """Mint an access token from the local signing key (for scripts and tests)."""
+    settings = _settings()
+    scopes = scope.split()
+    if not scopes or not set(scopes) <= set(SCOPES):
+        raise _fail(f"--scope must be some of {' '.join(SCOPES)}")
+    folder = _folder(auth_dir)
+    try:
+        ring = load_ring(folder)
+    except KeyRingError as exc:
+        raise _fail(str(exc)) from None
+    service = TokenService(
+        lambda: ring,
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        algorithm=ring.active.alg,
+        ttl_s=settings.token_ttl_s,
+    )
+    issued = service.issue(sub, scopes, ttl)
+    _audit("mint-token", name=sub, scopes=list(issued.scopes), detail=f"issued {issued.jti}")
+    typer.echo(issued.token)
