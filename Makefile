@@ -8,6 +8,10 @@ FAMILY = $(firstword $(subst -, ,$(MODEL)))
 HOST ?= 127.0.0.1
 PORT ?= 3000
 PYTEST_ARGS ?=
+TLS ?= 0
+CERTS ?= certs
+CERT_HOSTS ?= 127.0.0.1 localhost
+TLS_ON = $(filter 1,$(TLS))
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -17,7 +21,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv data pipeline build run test bench tools lint format clean
+.PHONY: help venv data pipeline build run auth cert test bench tools lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,8 +50,19 @@ else
 endif
 	dvc metrics show
 
-run: pipeline  ## serve MODEL (default: the champion) on http://$(HOST):$(PORT) until stopped
-	textclf serve --model $(MODEL) --host $(HOST) --port $(PORT)
+run: pipeline auth $(if $(TLS_ON),$(CERTS)/key.pem)  ## serve MODEL (default: the champion) on http://$(HOST):$(PORT); TLS=1: https, certs/
+	@echo "a token for curl: export TOKEN=\$$(textclf token --sub $$USER --scope 'classify model:read')"
+	textclf serve --model $(MODEL) --host $(HOST) --port $(PORT) \
+	  $(if $(TLS_ON),--ssl-certfile $(CERTS)/cert.pem --ssl-keyfile $(CERTS)/key.pem)
+
+auth: venv  ## the token signing keys in ~/.textclf/auth (or TEXTCLF_AUTH_DIR), made once
+	textclf auth init
+
+cert: venv  ## self-signed certificate + key for local HTTPS in certs/ (FORCE=1 replaces them)
+	textclf tls-cert --out $(CERTS) $(addprefix --host ,$(CERT_HOSTS)) $(if $(FORCE),--force)
+
+$(CERTS)/key.pem: | venv  # `make run TLS=1` makes a local pair only if there is none
+	textclf tls-cert --out $(CERTS) $(addprefix --host ,$(CERT_HOSTS)) --force
 
 tools:  ## the load generator the benchmark and its tests use (wrk, Debian/Ubuntu package)
 	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && (apt-get install -y -qq wrk || \

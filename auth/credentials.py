@@ -18,7 +18,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from auth.keys import Reloading, _write_private
+from auth.keys import Reloading, write_private
 from auth.scopes import SCOPES
 
 CREDENTIALS_FILE = "credentials.json"
@@ -79,7 +79,7 @@ def load_credentials(folder: Path) -> Credentials:
 def _save(folder: Path, credentials: Credentials) -> None:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = {"clients": credentials.clients, "users": credentials.users}
-    _write_private(folder / CREDENTIALS_FILE, json.dumps(data, indent=2, sort_keys=True).encode())
+    write_private(folder / CREDENTIALS_FILE, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
 def add_principal(folder: Path, kind: str, name: str, scopes: list[str], secret: str | None = None) -> str:

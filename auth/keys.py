@@ -71,10 +71,11 @@ class KeyRing:
         return {"keys": [jwk for key in self.keys.values() if (jwk := key.jwk()) is not None]}
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a secret file atomically, readable by its owner only."""
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret file atomically, readable by its owner only (whatever was there before)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     os.replace(tmp, path)
@@ -86,9 +87,9 @@ def _new_key_material(folder: Path, kid: str, alg: str) -> None:
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        _write_private(folder / f"{kid}.pem", pem)
+        write_private(folder / f"{kid}.pem", pem)
     elif alg == "HS256":
-        _write_private(folder / f"{kid}.secret", base64.urlsafe_b64encode(secrets.token_bytes(32)))
+        write_private(folder / f"{kid}.secret", base64.urlsafe_b64encode(secrets.token_bytes(32)))
     else:
         raise KeyRingError(f"unsupported algorithm {alg!r}; use one of {', '.join(ALGORITHMS)}")
 
@@ -106,7 +107,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    _write_private(folder / RING_FILE, json.dumps(manifest, indent=2).encode())
+    write_private(folder / RING_FILE, json.dumps(manifest, indent=2).encode())
 
 
 def _load_material(folder: Path, kid: str, alg: str) -> Any:

@@ -125,3 +125,51 @@ async def token_response(
 
 def _basic_challenge() -> dict[str, str]:
     return {"WWW-Authenticate": 'Basic realm="textclf"'}
+
+
+TOKEN_OPENAPI = {
+    "summary": "OAuth2 token endpoint (client_credentials and password grants)",
+    "description": "Client authentication by HTTP Basic (preferred) or client_id/client_secret fields. "
+    "Answers RFC 6749 errors: 400 invalid_request/unsupported_grant_type/invalid_scope/invalid_grant, "
+    "401 invalid_client.",
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["grant_type"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": list(GRANTS)},
+                        "scope": {
+                            "type": "string",
+                            "description": f"space-separated, some of: {' '.join(SCOPES)}",
+                        },
+                        "client_id": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                        "username": {"type": "string"},
+                        "password": {"type": "string"},
+                    },
+                }
+            }
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "An access token (a JWT, `typ: at+jwt`).",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "access_token": {"type": "string"},
+                            "token_type": {"type": "string"},
+                            "expires_in": {"type": "integer"},
+                            "scope": {"type": "string"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+}

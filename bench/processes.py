@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -37,9 +38,10 @@ def running(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     timeout_s: float = 120,
-    verify: bool | str = True,
+    verify: bool | str | ssl.SSLContext = True,
 ) -> Iterator[subprocess.Popen]:
-    """Run `argv` in its own process group until the block ends; ready when `ready_url` answers 200."""
+    """Run `argv` in its own process group until the block ends; ready when `ready_url` answers 200.
+    `verify` is httpx's: for an https `ready_url` with a private CA, an SSLContext that trusts it."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("wb")
     process = subprocess.Popen(

@@ -8,19 +8,23 @@ RATIOS = {
     "served_single/fastapi_ort": ("served_single", "fastapi_ort"),
     "served_single/naive": ("served_single", "naive"),
     "served_single/bentoml_batching": ("served_single", "bentoml_batching_single"),
+    "security_on/security_off": ("security_on", "security_off"),
 }
 TARGETS = {
     "served_single/raw": 0.5,
     "served_batched/raw": 0.85,
     "served_single/fastapi_ort": 1.0,
     "served_single/naive": 5.0,
+    "security_on/security_off": 0.95,
 }
 HALF_LOAD_P99_MS = 150.0
 DESCRIPTIONS = {
     "raw": "ONNX Runtime in-process, sorted by length, best batch and parallelism (the limit)",
-    "served_single": "Bento (`bentoml serve`), 1 text per request",
+    "served_single": "Bento (`bentoml serve`, security on), 1 text per request",
     "served_batched": "Bento (`bentoml serve`), 32 texts per request",
     "served_half_load": "Bento, 1 text per request, at half the saturated rate",
+    "security_on": "same Bento, security on (token check, rate limit, audit line), 1 text per request",
+    "security_off": "same Bento, security layer off, measured in rounds alternating with the above",
     "bentoml_batching_single": "same Bento on BentoML's batchable dispatcher, 1 text per request",
     "bentoml_batching_half_load": "same, at half its saturated rate",
     "fastapi_ort": "FastAPI + same ONNX file, 1 ORT call per request",

@@ -20,7 +20,9 @@ from bench.load import LoadResult, run_wrk, write_bodies
 from bench.processes import free_port, running
 from bench.raw import measure_raw, remeasure
 
-TARGETS = ("raw", "served", "bentoml_batching", "fastapi_ort", "naive")
+TARGETS = ("raw", "served", "security", "bentoml_batching", "fastapi_ort", "naive")
+SECURITY_ROUNDS = 3  # alternating on/off rounds of the security target
+UNLIMITED_RATE = "1000000"  # the bench's one subject must not be refused by the per-subject limit
 ROOT = Path(__file__).resolve().parent.parent
 BENTOML_BATCHING_ENV = {
     "TEXTCLF_BATCHER": "bentoml",
@@ -48,7 +50,8 @@ class BenchConfig:
     batch_texts: int = 32
     raw_seconds: float = 2.0
     served_env: dict[str, str] = field(default_factory=dict)  # extra env for `bentoml serve`
-    authorization: str = ""  # Authorization header value for the served target, if it needs one
+    authorization: str = ""  # Authorization header value for the served targets; "" = mint one
+    secure: bool = True  # serve as shipped (tokens, rate limit, audit); False = security layer off
     command: str = "textclf bench"
 
 
@@ -82,6 +85,11 @@ class Bench:
         self.single = write_bodies(config.texts, 1, config.workdir / "bodies-1.jsonl")
         self.batched = write_bodies(config.texts, config.batch_texts, config.workdir / "bodies-n.jsonl")
         self.probe_body = self.single.read_text(encoding="utf-8").splitlines()[0]
+        self.secure_env: dict[str, str] = dict(SECURITY_OFF)
+        self.authorization = config.authorization
+        if config.secure:
+            self.secure_env, minted = secure_env(config.workdir)
+            self.authorization = self.authorization or minted
 
     def _load(self, url: str, bodies: Path, per_request: int, seconds: float, **kw) -> LoadResult:
         return run_wrk(
@@ -111,12 +119,14 @@ class Bench:
             if time.monotonic() - started < 0.25:
                 return
 
-    def _saturate(self, name: str, url: str, bodies: Path, per_request: int, **kw) -> dict:
+    def _saturate(
+        self, name: str, url: str, bodies: Path, per_request: int, seconds: float | None = None, **kw
+    ) -> dict:
         self._drain(url, **kw)
         if self.config.warmup_s > 0:
             self._load(url, bodies, per_request, self.config.warmup_s, **kw)
             self._drain(url, **kw)
-        result = self._load(url, bodies, per_request, self.config.duration_s, **kw)
+        result = self._load(url, bodies, per_request, seconds or self.config.duration_s, **kw)
         self.log(
             f"{name}: {result.texts_per_s:,.0f} texts/s, p99 {result.p99_ms:.0f} ms, {result.errors} errors"
         )
@@ -155,8 +165,8 @@ class Bench:
 
     def served(self) -> dict[str, dict]:
         c = self.config
-        auth = {"authorization": c.authorization}
-        with self._bento("served", c.served_env) as url:
+        auth = {"authorization": self.authorization}
+        with self._bento("served", {**self.secure_env, **c.served_env}) as url:
             single = self._saturate("served_single", url, self.single, 1, **auth)
             half = self._half_load("served_half_load", url, single, **auth)
             batched = self._saturate("served_batched", url, self.batched, c.batch_texts, **auth)
@@ -166,12 +176,41 @@ class Bench:
         """The same Bento with BentoML's own batchable dispatcher (ONNX Runtime on every core, a latency
         budget high enough for no 503s): what our batcher is measured against."""
         c = self.config
-        env = {**c.served_env, **BENTOML_BATCHING_ENV, "TEXTCLF_ORT_THREADS": str(os.cpu_count() or 1)}
-        auth = {"authorization": c.authorization}
+        env = {**self.secure_env, **c.served_env, **BENTOML_BATCHING_ENV}
+        env["TEXTCLF_ORT_THREADS"] = str(os.cpu_count() or 1)
+        auth = {"authorization": self.authorization}
         with self._bento("bentoml_batching", env) as url:
             single = self._saturate("bentoml_batching_single", url, self.single, 1, **auth)
             half = self._half_load("bentoml_batching_half_load", url, single, **auth)
         return {"bentoml_batching_single": single, "bentoml_batching_half_load": half}
+
+    def security(self) -> dict[str, dict]:
+        """What the security layer costs: the Bento with it (tokens verified, rate limit, audit lines)
+        and without, both up at once and measured in alternating rounds, so drift of this shared
+        machine hits both alike."""
+        c = self.config
+        if not c.secure:
+            raise ValueError("the security target compares against the secure server: leave secure on")
+        on_env = {**self.secure_env, **c.served_env}
+        off_env = {**c.served_env, **SECURITY_OFF}
+        rounds: dict[str, list[dict]] = {"security_on": [], "security_off": []}
+        seconds = max(1.0, c.duration_s / 2)
+        with self._bento("security_on", on_env) as on_url, self._bento("security_off", off_env) as off_url:
+            for i in range(SECURITY_ROUNDS):
+                for name, url, auth in (
+                    ("security_on", on_url, self.authorization),
+                    ("security_off", off_url, ""),
+                ):
+                    label = f"{name} round {i + 1}/{SECURITY_ROUNDS}"
+                    rounds[name].append(
+                        self._saturate(label, url, self.single, 1, seconds, authorization=auth)
+                    )
+        combined = {name: combine_rounds(results) for name, results in rounds.items()}
+        on, off = combined["security_on"]["texts_per_s"], combined["security_off"]["texts_per_s"]
+        self.log(
+            f"security: on/off = {on / off if off else float('nan'):.3f} over {SECURITY_ROUNDS} rounds each"
+        )
+        return combined
 
     def plain_app(self, name: str, module: str, source: Path) -> dict:
         port = free_port()
@@ -194,6 +233,8 @@ class Bench:
             )
         if "served" in c.targets:
             results.update(self.served())
+        if "security" in c.targets:
+            results.update(self.security())
         if "bentoml_batching" in c.targets:
             results.update(self.bentoml_batching())
         if "fastapi_ort" in c.targets:
@@ -221,11 +262,75 @@ class Bench:
                 "warmup_s": c.warmup_s,
                 "texts_per_batched_request": c.batch_texts,
                 "served_env": {k: v for k, v in c.served_env.items() if "KEY" not in k and "SECRET" not in k},
+                "security_layer": "on (tokens, rate limit, audit)" if c.secure else "off",
             },
             "results": results,
             "ratios": measured,
             "targets_met": report.verdicts(results, measured),
         }
+
+
+SECURITY_OFF = {"TEXTCLF_AUTH": "false", "TEXTCLF_AUDIT": "false"}
+
+
+def secure_env(workdir: Path) -> tuple[dict[str, str], str]:
+    """A key ring, a token and the env for serving as shipped: every request's token verified,
+    the per-subject rate limit checked, an audit line written."""
+    from auth.keys import init_ring, load_ring
+    from auth.tokens import TokenService
+    from bentos.settings import ServerSettings
+
+    folder = workdir / "auth"
+    init_ring(folder)
+    ring = load_ring(folder)
+    defaults = ServerSettings()
+    tokens = TokenService(
+        lambda: ring,
+        issuer=defaults.token_issuer,
+        audience=defaults.token_audience,
+        algorithm=ring.active.alg,
+        ttl_s=6 * 3600,  # outlives any benchmark run
+    )
+    env = {
+        "TEXTCLF_AUTH": "true",
+        "TEXTCLF_AUDIT": "true",
+        "TEXTCLF_AUTH_DIR": str(folder),
+        "TEXTCLF_AUDIT_DIR": str(workdir / "audit"),
+        "TEXTCLF_RATE_LIMIT_RPS": UNLIMITED_RATE,
+        "TEXTCLF_RATE_LIMIT_BURST": UNLIMITED_RATE,
+    }
+    return env, f"Bearer {tokens.issue('bench', ['classify']).token}"
+
+
+def combine_rounds(rounds: list[dict]) -> dict:
+    """Several load runs of one target as one: throughput over the total time, the median round's
+    percentiles, every request and error counted."""
+    total_s = sum(r["duration_s"] for r in rounds)
+    requests = sum(r["requests"] for r in rounds)
+    ok_texts = sum(r["texts_per_s"] * r["duration_s"] for r in rounds)
+
+    def median(key: str) -> float:
+        values = sorted(r[key] for r in rounds)
+        return values[len(values) // 2]
+
+    statuses: dict[str, int] = {}
+    for r in rounds:
+        for code, count in r.get("statuses", {}).items():
+            statuses[code] = statuses.get(code, 0) + count
+    return {
+        "texts_per_s": round(ok_texts / total_s, 1) if total_s else 0.0,
+        "requests_per_s": round(requests / total_s, 1) if total_s else 0.0,
+        "p50_ms": median("p50_ms"),
+        "p95_ms": median("p95_ms"),
+        "p99_ms": median("p99_ms"),
+        "max_ms": max(r["max_ms"] for r in rounds),
+        "requests": requests,
+        "errors": sum(r["errors"] for r in rounds),
+        "duration_s": total_s,
+        "texts_per_request": rounds[0]["texts_per_request"],
+        "statuses": statuses,
+        "rounds": [r["texts_per_s"] for r in rounds],
+    }
 
 
 def write_report(data: dict, output: Path) -> None:

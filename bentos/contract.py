@@ -1,7 +1,8 @@
 """The model folder contract shared by every family: what the converters write, what the server reads.
 
 A model folder holds `model.onnx`, `labels.json` (class names in output order), `metadata.json`
-(`ModelMetadata`) and, for token-based families, `tokenizer.json`.
+(`ModelMetadata`) and, for token-based families, `tokenizer.json`; in the model store each may be
+sealed (encrypted at rest) as `<name>.sealed`, read through bentos.artifacts.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from auth.crypto import DataKeyError, SealedDataError
+from bentos.artifacts import ModelFiles
 
 MODEL_FILE = "model.onnx"
 LABELS_FILE = "labels.json"
@@ -50,19 +54,36 @@ def write_metadata(folder: Path, metadata: ModelMetadata) -> None:
     (folder / METADATA_FILE).write_text(json.dumps(asdict(metadata), indent=2), encoding="utf-8")
 
 
-def read_model_folder(folder: Path) -> tuple[list[str], ModelMetadata]:
-    """Check a model folder against the contract and return its labels and metadata."""
-    folder = Path(folder)
-    missing = [n for n in (MODEL_FILE, LABELS_FILE, METADATA_FILE) if not (folder / n).is_file()]
+def read_model_folder(folder: Path, key: bytes | None = None) -> tuple[list[str], ModelMetadata]:
+    """Check a model folder (plain or sealed: `key`, or the environment's data key) against the
+    contract and return its labels and metadata."""
+    return read_model_files(ModelFiles(folder, key))
+
+
+def read_model_files(files: ModelFiles) -> tuple[list[str], ModelMetadata]:
+    """`read_model_folder` for an open ModelFiles (one key lookup for every file a reader needs)."""
+    folder = files.folder
+    missing = [n for n in (MODEL_FILE, LABELS_FILE, METADATA_FILE) if not files.has(n)]
     if missing:
         raise ContractError(f"{folder}: model folder is missing {', '.join(missing)}")
     try:
-        labels = json.loads((folder / LABELS_FILE).read_text(encoding="utf-8"))
-        metadata = ModelMetadata(**json.loads((folder / METADATA_FILE).read_text(encoding="utf-8")))
+        labels = json.loads(files.read_text(LABELS_FILE))
+        metadata = ModelMetadata(**json.loads(files.read_text(METADATA_FILE)))
+    except (DataKeyError, SealedDataError):
+        raise
     except (ValueError, TypeError) as exc:
         raise ContractError(f"{folder}: unreadable labels or metadata ({exc})") from exc
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         raise ContractError(f"{folder}/{LABELS_FILE}: expected a non-empty list of strings")
-    if metadata.input_kind == "tokens" and not (folder / TOKENIZER_FILE).is_file():
+    if metadata.input_kind == "tokens" and not files.has(TOKENIZER_FILE):
         raise ContractError(f"{folder}: token-based model without {TOKENIZER_FILE}")
+    return labels, metadata
+
+
+def check_model_folder(folder: Path, key: bytes | None = None) -> tuple[list[str], ModelMetadata]:
+    """`read_model_folder`, and every sealed artifact authenticated too: run where a server starts,
+    so a wrongly-keyed or tampered model stops it before any worker spawns."""
+    files = ModelFiles(folder, key)
+    labels, metadata = read_model_files(files)
+    files.verify()
     return labels, metadata

@@ -14,13 +14,14 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from bentos.artifacts import ModelFiles
 from bentos.contract import (
     MODEL_FILE,
     PROBABILITIES_OUTPUT,
     TOKENIZER_FILE,
     ContractError,
     ModelMetadata,
-    read_model_folder,
+    read_model_files,
 )
 
 
@@ -60,15 +61,15 @@ class _TokenFeeder:
 
     def __init__(
         self,
-        folder: Path,
+        files: ModelFiles,
         metadata: ModelMetadata,
         input_names: set[str],
         sub_batch: int,
         call_cost_tokens: int,
     ):
         if metadata.max_length is None or metadata.pad_id is None:
-            raise ContractError(f"{folder}: token-based metadata needs max_length and pad_id")
-        self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+            raise ContractError(f"{files.folder}: token-based metadata needs max_length and pad_id")
+        self.tokenizer = Tokenizer.from_str(files.read_text(TOKENIZER_FILE))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(metadata.max_length)
         self.pad_id = metadata.pad_id
@@ -97,18 +98,32 @@ class _TokenFeeder:
 
 
 class OnnxClassifier:
-    """One ONNX Runtime session plus the label map (and tokenizer); built once per process."""
+    """One ONNX Runtime session plus the label map (and tokenizer); built once per process.
 
-    def __init__(self, folder: Path | str, threads: int = 1, sub_batch: int = 8, call_cost_tokens: int = 0):
-        folder = Path(folder)
-        self.labels, self.metadata = read_model_folder(folder)
+    A sealed folder (see bentos.artifacts) is decrypted in memory with `key`, or the environment's
+    data key when None: no plaintext model ever touches the disk."""
+
+    def __init__(
+        self,
+        folder: Path | str,
+        threads: int = 1,
+        sub_batch: int = 8,
+        call_cost_tokens: int = 0,
+        key: bytes | None = None,
+    ):
+        files = ModelFiles(folder, key)
+        folder = files.folder
+        self.labels, self.metadata = read_model_files(files)
         self._labels = np.asarray(self.labels, dtype=object)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        plain = files.plain_path(MODEL_FILE)
         self.session = ort.InferenceSession(
-            str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]
+            str(plain) if plain is not None else files.read(MODEL_FILE),
+            options,
+            providers=["CPUExecutionProvider"],
         )
         inputs = {i.name for i in self.session.get_inputs()}
         outputs = {o.name: o for o in self.session.get_outputs()}
@@ -119,7 +134,7 @@ class OnnxClassifier:
             raise ContractError(f"{folder}: graph scores {width} classes, labels.json has {len(self.labels)}")
         self._text_input = self.session.get_inputs()[0].name
         self._feeder = (
-            _TokenFeeder(folder, self.metadata, inputs, sub_batch, call_cost_tokens)
+            _TokenFeeder(files, self.metadata, inputs, sub_batch, call_cost_tokens)
             if self.metadata.input_kind == "tokens"
             else None
         )

@@ -8,7 +8,10 @@ import bentoml
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from auth.crypto import load_data_key
 from auth.middleware import AuthMiddleware
+from auth.oauth import TOKEN_OPENAPI
+from auth.scopes import JWKS_PATH
 from bentos.batcher import GreedyBatcher, Overloaded
 from bentos.contract import check_model_folder
 from bentos.feedback import FeedbackStore
@@ -50,11 +53,13 @@ class TextClassifier:
     @bentoml.on_deployment
     def check_model() -> None:
         """Once, in `bentoml serve`'s own process before any worker: a wrongly-keyed, tampered or
-        incomplete model stops the server with its error (a failing worker would respawn forever)."""
+        incomplete model, or a key ring that cannot verify tokens, stops the server with its error
+        (a failing worker would respawn forever)."""
+        AUTH.check()
+        load_data_key()  # a malformed data key stops it too, even with a plain model
         check_model_folder(TextClassifier.inner.bento_model.resolve().path)
 
     def __init__(self) -> None:
-        AUTH.check()  # a server that cannot verify tokens must not start
         self.classifier = OnnxClassifier(
             self.bento_model.path,
             threads=SETTINGS.ort_threads,
@@ -141,6 +146,16 @@ class TextClassifier:
     def admin_status(self) -> dict[str, Any]:
         """Limits, workers and signing key ids of this server (admin scope; nothing secret)."""
         return admin_status(SETTINGS, AUTH, self.info.model_dump())
+
+    # The security layer (auth.middleware) answers these two before they reach the app; the routes
+    # document them in the OpenAPI schema and answer only when the layer is off.
+    @info_app.post("/token", openapi_extra=TOKEN_OPENAPI)
+    def token(self) -> JSONResponse:
+        return JSONResponse({"error": "token auth is off on this server (TEXTCLF_AUTH=false)"}, 404)
+
+    @info_app.get(JWKS_PATH, summary="The public keys that verify access tokens (a JSON Web Key Set)")
+    def jwks(self) -> JSONResponse:
+        return JSONResponse({"error": "token auth is off on this server (TEXTCLF_AUTH=false)"}, 404)
 
     @info_app.get("/docs", include_in_schema=False)
     def docs(self) -> RedirectResponse:

@@ -11,8 +11,7 @@ from pathlib import Path
 import bentoml
 from bentoml.exceptions import NotFound
 
-from bentos.contract import read_model_folder
-from converters.store import save_to_store, store_tag
+from converters.store import save_to_store
 
 BENTOFILE = Path(__file__).resolve().parent.parent / "bentofile.yaml"  # the project's own
 
@@ -47,12 +46,12 @@ def build_bento(onnx_dir: Path, record: Path, bentofile: Path = BENTOFILE) -> di
 
 def ensure_bento(onnx_dir: Path, record: Path) -> dict[str, str]:
     """The recorded Bento if it serves this model folder and the local store still has it;
-    otherwise build it again from the model folder."""
+    otherwise build it again from the model folder. The model is (re)stored either way, so the
+    store holds it sealed whenever a data key is configured."""
     if record.is_file():
         recorded = json.loads(record.read_text(encoding="utf-8"))
-        _, metadata = read_model_folder(onnx_dir)
         try:
-            if recorded["model"] == str(store_tag(metadata)):
+            if recorded["model"] == save_to_store(onnx_dir):
                 bentoml.bentos.get(recorded["bento"])
                 return recorded
         except (NotFound, KeyError):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.processes import free_port, running
+from bench.processes import free_port, running, stop
 
 INTENTS = {
     "card_arrival": ["where is my new card", "my card has not arrived yet", "when will my card come"],
@@ -70,6 +72,33 @@ def bentoml_serve(target: str, env: dict[str, str], cwd: Path, timeout_s: float 
     argv = [bin_path("bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
     with running(argv, f"{url}/readyz", cwd / f"serve-{port}.log", env=env, cwd=cwd, timeout_s=timeout_s):
         yield url
+
+
+def bentoml_serve_fails(
+    target: str, env: dict[str, str], cwd: Path, timeout_s: float = 90
+) -> tuple[int, str]:
+    """Start `bentoml serve TARGET` expecting it to refuse to start: (exit status, its output).
+    Fails the test if the server is still running after `timeout_s` (stopped by PID first)."""
+    port = free_port()
+    argv = [bin_path("bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
+    log_path = cwd / f"serve-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            returncode = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            stop(process)
+            raise AssertionError(
+                f"bentoml serve still running after {timeout_s:.0f}s:\n{log_path.read_text()[-3000:]}"
+            ) from None
+    return returncode, log_path.read_text(encoding="utf-8", errors="replace")
 
 
 def make_tiny_bert(folder: Path, texts: list[str]) -> Path:

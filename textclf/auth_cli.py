@@ -198,3 +198,26 @@ def token(
     issued = service.issue(sub, scopes, ttl)
     _audit("mint-token", name=sub, scopes=list(issued.scopes), detail=f"issued {issued.jti}")
     typer.echo(issued.token)
+
+
+@app.command("data-key")
+def data_key(
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="File to write (mode 0600); mount it, never commit it."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace an existing key file (data sealed with it is lost)."
+    ),
+) -> None:
+    """Make an AES-256 data key for encryption at rest (point TEXTCLF_DATA_KEY_FILE at it)."""
+    from auth.crypto import new_data_key
+    from auth.keys import write_private
+
+    if output.exists() and not force:
+        raise _fail(
+            f"{output} exists; --force replaces it, and whatever was sealed with it becomes unreadable"
+        )
+    output.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_private(output, (new_data_key() + "\n").encode())
+    _audit("data-key", detail=f"wrote {output}")
+    console.print(f"wrote {output}; serve and build with TEXTCLF_DATA_KEY_FILE={output}")

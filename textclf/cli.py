@@ -10,11 +10,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from textclf import paths
+from textclf import auth_cli, paths
 from textclf.offline import go_offline
 
 go_offline()
 app = typer.Typer(help="Train, convert, serve and use text classifiers.", no_args_is_help=True)
+app.add_typer(auth_cli.app, name="auth")
+app.command()(auth_cli.token)
 console = Console(stderr=True)
 
 ParamsOption = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters file.")
@@ -201,22 +203,73 @@ def build(model: str = VariantOption, params_file: Path = ParamsOption) -> None:
     console.print(f"[green]built[/] {result['bento']} serving {variant} ({result['model']})")
 
 
+def serve_argv(
+    bentoml: str, bento: str, host: str, port: int, certfile: Path | None = None, keyfile: Path | None = None
+) -> list[str]:
+    """The `bentoml serve` command line (kept apart from the exec so tests can check it); HTTPS when
+    both TLS files are given. Raises auth.tls.TLSError for one file without the other or a missing one."""
+    from auth.tls import server_tls_args
+
+    tls = server_tls_args(certfile, keyfile)
+    return [bentoml, "serve", bento, "--host", host, "--port", str(port), *tls]
+
+
 @app.command()
 def serve(
     model: str = VariantOption,
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default)."),
     port: int = typer.Option(3000, help="Port to listen on."),
+    ssl_certfile: Path | None = typer.Option(
+        None, "--ssl-certfile", help="PEM certificate (chain): serve HTTPS (TLS 1.2+). Needs --ssl-keyfile."
+    ),
+    ssl_keyfile: Path | None = typer.Option(
+        None, "--ssl-keyfile", help="PEM private key of --ssl-certfile (`textclf tls-cert` makes a pair)."
+    ),
     params_file: Path = ParamsOption,
 ) -> None:
     """Serve the Bento of a variant (built now if the local store does not have it)."""
+    from auth.keys import KeyRingError
+    from auth.tls import TLSError, https_env
+    from bentos.security import auth_config
+    from bentos.settings import load_settings
     from converters.bundle import ensure_bento
 
+    bentoml = str(Path(sys.executable).with_name("bentoml"))
+    try:  # check the TLS options and the token keys before the (slow) Bento build
+        serve_argv(bentoml, "-", host, port, ssl_certfile, ssl_keyfile)
+        env = https_env(os.environ) if ssl_certfile else {}
+        auth_config(load_settings()).check()
+    except (TLSError, KeyRingError, ValueError) as exc:
+        raise _fail(str(exc)) from None
     variant, folder = _variant(model, params_file)
     tags = ensure_bento(folder, paths.bento_record(model))
-    console.print(f"serving {tags['bento']} ({variant}: {tags['model']}) on http://{host}:{port}")
-    os.environ["TEXTCLF_MODEL"] = tags["model"]
-    bentoml = str(Path(sys.executable).with_name("bentoml"))
-    os.execv(bentoml, [bentoml, "serve", tags["bento"], "--host", host, "--port", str(port)])
+    argv = serve_argv(bentoml, tags["bento"], host, port, ssl_certfile, ssl_keyfile)
+    scheme = "https" if ssl_certfile else "http"
+    console.print(f"serving {tags['bento']} ({variant}: {tags['model']}) on {scheme}://{host}:{port}")
+    os.environ.update(env, TEXTCLF_MODEL=tags["model"])
+    os.execv(bentoml, argv)
+
+
+@app.command("tls-cert")
+def tls_cert(
+    out: Path = typer.Option(Path("certs"), "--out", help="Folder for cert.pem and key.pem."),
+    hosts: list[str] = typer.Option(
+        ["127.0.0.1", "localhost"], "--host", help="IP or DNS name the certificate is for (repeatable)."
+    ),
+    days: int = typer.Option(30, min=1, help="Days the certificate stays valid."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing pair."),
+) -> None:
+    """Make a self-signed certificate and key for local HTTPS (`serve --ssl-certfile/--ssl-keyfile`)."""
+    from auth.tls import TLSError, make_self_signed
+
+    try:
+        pair = make_self_signed(out, hosts, days, overwrite=force)
+    except TLSError as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"[green]wrote[/] {pair.cert} and {pair.key} (mode 0600) for {', '.join(hosts)}, valid {days} days; "
+        f"clients trust it with its cert, e.g. `curl --cacert {pair.cert} https://{hosts[0]}:3000/readyz`"
+    )
 
 
 @app.command("predict-batch")
@@ -229,6 +282,9 @@ def predict_batch(
     concurrency: int = typer.Option(4, min=1, max=64, help="Requests in flight at once."),
     retries: int = typer.Option(3, min=0, help="Retries per failed chunk."),
     top_k: int | None = typer.Option(None, min=1, help="Also write the k best labels."),
+    token: str | None = typer.Option(
+        None, envvar="TEXTCLF_TOKEN", help="Bearer token with the classify scope (`textclf token`)."
+    ),
 ) -> None:
     """Classify a file through a running server, streaming it in chunks (memory stays flat)."""
     from bentos.batch import BatchError, predict_file
@@ -243,6 +299,7 @@ def predict_batch(
             concurrency=concurrency,
             retries=retries,
             top_k=top_k,
+            token=token,
         )
     except BatchError as exc:
         raise _fail(str(exc)) from None
@@ -255,10 +312,6 @@ def predict_batch(
             f"[yellow]warning:[/] {summary.failed_rows} row(s) not classified; "
             "their reason is in the `error` column"
         )
-
-
-if __name__ == "__main__":
-    app()
 
 
 def _env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -279,7 +332,10 @@ def bench(
     warmup: float = typer.Option(5.0, min=0, help="Seconds of load before each measurement."),
     batch_texts: int = typer.Option(32, min=2, help="Texts per request for the served_batched target."),
     targets: str = typer.Option(
-        "raw,served,bentoml_batching,fastapi_ort,naive", help="Comma-separated targets to run."
+        "raw,served,security,bentoml_batching,fastapi_ort,naive", help="Comma-separated targets to run."
+    ),
+    secure: bool = typer.Option(
+        True, "--secure/--insecure", help="Serve with the security layer on (as shipped) or off."
     ),
     env: list[str] = typer.Option(
         [], "--env", help="KEY=VALUE for the served Bento (e.g. TEXTCLF_SUB_BATCH=16)."
@@ -288,6 +344,9 @@ def bench(
         Path("reports/bench.json"), "--output", "-o", help="Where to write the JSON."
     ),
     readme: Path | None = typer.Option(None, help="Also write the table into this README's bench block."),
+    readme_block: str = typer.Option(
+        "bench", help="Name of the README block to write (<!-- NAME:start -->)."
+    ),
     params_file: Path = ParamsOption,
 ) -> None:
     """Throughput and latency of the served model vs raw ONNX Runtime and plain servers (loopback)."""
@@ -329,6 +388,7 @@ def bench(
             warmup_s=warmup,
             batch_texts=batch_texts,
             served_env=_env_pairs(env),
+            secure=secure,
             command=" ".join(["textclf", "bench", *sys.argv[2:]]),
         )
         try:
@@ -338,5 +398,9 @@ def bench(
     write_report(data, output)
     typer.echo(json.dumps(data, indent=2))
     console.print(markdown(data))
-    if readme is not None and not replace_block(readme, "bench", markdown(data)):
-        console.print(f"[yellow]warning:[/] {readme} has no bench block; not updated")
+    if readme is not None and not replace_block(readme, readme_block, markdown(data)):
+        console.print(f"[yellow]warning:[/] {readme} has no {readme_block} block; not updated")
+
+
+if __name__ == "__main__":
+    app()

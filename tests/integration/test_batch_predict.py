@@ -289,7 +289,7 @@ def test_refused_chunk_carries_the_4xx_error_and_the_rest_is_classified(server: 
     assert summary.retried == 0  # a 4xx is final: never retried
     for i, r in enumerate(out):
         if 16 <= i < 24:
-            assert r["error"].startswith("server refused this chunk (HTTP 400)")
+            assert r["error"].startswith("server refused this chunk (HTTP 422)")
             assert "line 22" in r["error"] and "at most 200 characters" in r["error"]  # header is line 1
             assert r["label"] == ""
         else:

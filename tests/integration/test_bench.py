@@ -61,7 +61,7 @@ def test_failed_requests_are_counted_not_hidden(server: str, tmp_path: Path) -> 
     assert result.requests > 0
     assert result.errors == result.requests
     assert result.texts_per_s == 0
-    assert set(result.statuses) == {"400"}
+    assert set(result.statuses) == {"422"}
 
 
 def test_a_healthy_server_answers_every_request(server: str, tmp_path: Path) -> None:

@@ -84,9 +84,9 @@ def test_bentoml_client(server: str) -> None:
         ([1, 2], []),
     ],
 )
-def test_bad_bodies_get_a_400_naming_the_field(server: str, body: object, where: list) -> None:
+def test_bad_bodies_get_a_422_naming_the_field(server: str, body: object, where: list) -> None:
     response = classify(server, body)
-    assert response.status_code == 400, response.text
+    assert response.status_code == 422, response.text
     error = response.json()
     assert "validation error" in error["error"]
     assert error["detail"][0]["loc"] == where
@@ -95,9 +95,9 @@ def test_bad_bodies_get_a_400_naming_the_field(server: str, body: object, where:
 @pytest.mark.parametrize(
     ("content", "headers", "status", "message"),
     [
-        (b'{"texts": ["ok"', {"content-type": "application/json"}, 400, "Invalid JSON"),
-        (b'{"texts": ["\xff\xfe bad utf-8"]}', {"content-type": "application/json"}, 400, "Invalid JSON"),
-        (b"", {"content-type": "application/json"}, 400, "Field required"),
+        (b'{"texts": ["ok"', {"content-type": "application/json"}, 422, "Invalid JSON"),
+        (b'{"texts": ["\xff\xfe bad utf-8"]}', {"content-type": "application/json"}, 422, "Invalid JSON"),
+        (b"", {"content-type": "application/json"}, 422, "Field required"),
         (b'{"texts": ["ok"]}', {"content-type": "text/plain"}, 415, "Content-Type must be application/json"),
         (b'{"texts": ["ok"]}', {}, 415, "Content-Type must be application/json"),
         (b'{"texts": ["' + b"a" * 70_000 + b'"]}', {"content-type": "application/json"}, 413, "larger than"),

@@ -36,4 +36,4 @@ def test_token_model_served_over_http(
         assert [r["label"] for r in results] == [e[0].label for e in expected]
         assert [r["score"] for r in results] == pytest.approx([e[0].score for e in expected], abs=1e-5)
         bad = httpx.post(f"{url}/classify", json={"texts": ["   "]}, timeout=10)
-        assert bad.status_code == 400
+        assert bad.status_code == 422

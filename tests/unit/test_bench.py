@@ -74,6 +74,8 @@ def _full_results() -> dict:
         "naive": _result(100),
         "bentoml_batching_single": _result(400),
         "bentoml_batching_half_load": _result(200, offered_fraction=0.5),
+        "security_on": _result(580),
+        "security_off": _result(600),
     }
 
 
@@ -86,6 +88,7 @@ def test_ratios_and_targets() -> None:
         "served_single/fastapi_ort": 1.2,
         "served_single/naive": 6.0,
         "served_single/bentoml_batching": 1.5,
+        "security_on/security_off": 0.967,
     }
     met = report.verdicts(results, measured)
     assert all(met.values())
@@ -94,6 +97,8 @@ def test_ratios_and_targets() -> None:
     met = report.verdicts(results, measured)
     assert met["served_single/fastapi_ort"] is False
     assert met["zero_errors"] is False
+    results["security_on"] = _result(560)
+    assert report.verdicts(results, report.ratios(results))["security_on/security_off"] is False
 
 
 def test_targets_not_measured_are_unknown_not_met() -> None:
@@ -128,3 +133,22 @@ def test_cli_refuses_unknown_targets() -> None:
     result = CliRunner().invoke(app, ["bench", "--targets", "raw,warp"])
     assert result.exit_code != 0
     assert "unknown targets" in result.output
+
+
+def test_rounds_combine_into_one_result() -> None:
+    from bench.run import combine_rounds
+
+    def load(texts_per_s: float, requests: int, max_ms: float, **extra: object) -> dict:
+        return {**_result(texts_per_s, **extra), "requests": requests, "duration_s": 10.0, "max_ms": max_ms,
+                "texts_per_request": 1}  # fmt: skip
+
+    rounds = [
+        load(100.0, 1000, 20.0, p99_ms=9.0),
+        load(300.0, 3000, 40.0, errors=2, p99_ms=5.0, statuses={"200": 2998, "503": 2}),
+        load(200.0, 2000, 30.0, p99_ms=7.0),
+    ]
+    combined = combine_rounds(rounds)
+    assert combined["texts_per_s"] == 200.0 and combined["requests_per_s"] == 200.0
+    assert combined["p99_ms"] == 7.0 and combined["max_ms"] == 40.0
+    assert combined["errors"] == 2 and combined["statuses"] == {"200": 2998, "503": 2}
+    assert combined["rounds"] == [100.0, 300.0, 200.0] and combined["duration_s"] == 30.0

@@ -1,0 +1,263 @@
+"""The security layer's parts: key ring, tokens, credentials, scopes, rate limits, audit, middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import time
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from auth.audit import AuditLog
+from auth.credentials import CredentialsError, add_principal, load_credentials
+from auth.keys import KeyRingError, Reloading, init_ring, load_ring, retire, retire_expired, rotate
+from auth.middleware import AuthConfig, AuthMiddleware
+from auth.oauth import parse_basic, parse_form
+from auth.ratelimit import RateLimiter, retry_after
+from auth.scopes import ANY_SCOPE, required_scope
+from auth.tokens import InvalidToken, TokenService
+from tests.auth_helpers import SECRETS, make_auth_folder
+
+
+def service(folder: Path, alg: str = "RS256", ttl_s: int = 60) -> TokenService:
+    return TokenService(
+        lambda: load_ring(folder), issuer="textclf", audience="textclf-api", algorithm=alg, ttl_s=ttl_s
+    )
+
+
+@pytest.mark.parametrize("alg", ["RS256", "HS256"])
+def test_issue_and_verify_round_trip(tmp_path: Path, alg: str) -> None:
+    init_ring(tmp_path, alg)
+    tokens = service(tmp_path, alg)
+    issued = tokens.issue("svc", ["model:read", "classify", "classify"])
+    header = jwt.get_unverified_header(issued.token)
+    assert header == {"alg": alg, "kid": issued.kid, "typ": "at+jwt"}
+    claims = tokens.verify(issued.token)
+    assert claims.sub == "svc" and claims.scopes == {"classify", "model:read"} and claims.jti == issued.jti
+    payload = jwt.decode(issued.token, options={"verify_signature": False})
+    assert set(payload) == {"iss", "aud", "sub", "exp", "iat", "nbf", "jti", "scope"}
+    assert payload["exp"] - payload["iat"] == 60
+
+
+def test_the_server_algorithm_is_pinned(tmp_path: Path) -> None:
+    init_ring(tmp_path, "HS256")
+    hs_token = service(tmp_path, "HS256").issue("x", ["classify"]).token
+    with pytest.raises(InvalidToken, match="algorithm must be RS256"):
+        service(tmp_path, "RS256").verify(hs_token)
+
+
+def test_ring_files_are_private_and_jwks_is_public_only(tmp_path: Path) -> None:
+    assert init_ring(tmp_path) is True and init_ring(tmp_path) is False  # idempotent
+    ring = load_ring(tmp_path)
+    for path in tmp_path.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    (jwk,) = ring.jwks()["keys"]
+    assert jwk["kid"] == ring.active.kid and "d" not in jwk and jwk["alg"] == "RS256"
+
+
+def test_hs256_secrets_are_never_published(tmp_path: Path) -> None:
+    init_ring(tmp_path, "HS256")
+    assert load_ring(tmp_path).jwks() == {"keys": []}
+
+
+def test_rotation_keeps_the_old_key_until_retired(tmp_path: Path) -> None:
+    init_ring(tmp_path)
+    tokens = service(tmp_path)
+    old = tokens.issue("a", ["classify"])
+    new_kid = rotate(tmp_path)
+    assert tokens.verify(old.token).kid == old.kid  # still valid, and now cached
+    assert tokens.issue("a", ["classify"]).kid == new_kid
+    with pytest.raises(KeyRingError, match="active key"):
+        retire(tmp_path, new_kid)
+    retire(tmp_path, old.kid)
+    assert not (tmp_path / f"{old.kid}.pem").exists()
+    with pytest.raises(InvalidToken, match="unknown or retired"):
+        tokens.verify(old.token)  # the cache does not outlive the key
+
+
+def test_retire_expired_only_takes_keys_no_token_can_need(tmp_path: Path) -> None:
+    init_ring(tmp_path)
+    first = load_ring(tmp_path).active.kid
+    rotate(tmp_path)
+    assert retire_expired(tmp_path, max_token_ttl_s=3600) == []
+    assert retire_expired(tmp_path, max_token_ttl_s=0) == [first]
+
+
+def test_missing_or_broken_ring_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(KeyRingError, match="textclf auth init"):
+        load_ring(tmp_path)
+    init_ring(tmp_path)
+    (tmp_path / "ring.json").write_text("{broken")
+    with pytest.raises(KeyRingError, match="not a valid key ring"):
+        load_ring(tmp_path)
+
+
+def test_reloading_keeps_the_last_good_value(tmp_path: Path) -> None:
+    path = tmp_path / "value.json"
+    path.write_text('{"v": 1}')
+    value = Reloading(path, lambda: json.loads(path.read_text()), interval_s=0)
+    assert value.get() == {"v": 1}
+    path.write_text('{"v": 22}')
+    assert value.get() == {"v": 22}
+    path.write_text("{half written")
+    assert value.get() == {"v": 22}
+
+
+def test_cached_tokens_still_expire(tmp_path: Path) -> None:
+    init_ring(tmp_path)
+    tokens = service(tmp_path, ttl_s=1)
+    issued = tokens.issue("a", ["classify"])
+    tokens.verify(issued.token)  # valid now, and cached
+    time.sleep(2.05)
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.verify(issued.token)
+
+
+def test_credentials_store_only_argon2_hashes(tmp_path: Path) -> None:
+    folder = make_auth_folder(tmp_path).path
+    text = (folder / "credentials.json").read_text()
+    assert SECRETS["svc"] not in text and "$argon2id$" in text
+    assert stat.S_IMODE((folder / "credentials.json").stat().st_mode) == 0o600
+    creds = load_credentials(folder)
+    assert creds.authenticate("client", "svc", SECRETS["svc"]).scopes == {
+        "classify",
+        "model:read",
+        "feedback",
+    }
+    assert creds.authenticate("client", "svc", "wrong") is None
+    assert creds.authenticate("client", "ghost", SECRETS["svc"]) is None
+    assert creds.authenticate("user", "svc", SECRETS["svc"]) is None  # clients are not users
+
+
+@pytest.mark.parametrize(
+    ("name", "scopes", "secret", "message"),
+    [
+        ("a b", ["classify"], None, "without spaces"),
+        ("a", ["root"], None, "scopes must be"),
+        ("a", [], None, "scopes must be"),
+        ("a", ["classify"], "short", "at least 12"),
+    ],
+)
+def test_bad_principals_are_refused(
+    tmp_path: Path, name: str, scopes: list, secret: str | None, message: str
+) -> None:
+    with pytest.raises(CredentialsError, match=message):
+        add_principal(tmp_path, "client", name, scopes, secret)
+
+
+def test_generated_client_secret_is_returned_once(tmp_path: Path) -> None:
+    secret = add_principal(tmp_path, "client", "gen", ["classify"])
+    assert len(secret) >= 32 and load_credentials(tmp_path).authenticate("client", "gen", secret)
+
+
+def test_scopes_per_route() -> None:
+    assert required_scope("/classify") == "classify"
+    assert required_scope("/feedback") == "feedback"
+    assert required_scope("/model") == "model:read"
+    assert required_scope("/admin/status") == "admin"
+    for open_path in (
+        "/metrics",
+        "/readyz",
+        "/livez",
+        "/schema.json",
+        "/docs",
+        "/.well-known/jwks.json",
+        "/token",
+    ):
+        assert required_scope(open_path) is None
+    assert required_scope("/anything-else") == ANY_SCOPE
+
+
+def test_form_and_basic_parsing() -> None:
+    assert parse_form(b"grant_type=password&username=a%20b") == {"grant_type": "password", "username": "a b"}
+    assert parse_form(b"a=1&a=2") is None  # repeated
+    assert parse_form(b"\xff") is None
+    assert parse_form(b"") == {}
+    assert parse_basic("Basic c3ZjOnMlM0FjcmV0") == ("svc", "s:cret")
+    assert parse_basic("Basic !!!") is None and parse_basic("Bearer x") is None
+
+
+def test_rate_limiter_refills_and_says_how_long_to_wait() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=2, burst=3, clock=lambda: now[0])
+    assert [limiter.acquire("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.acquire("a") == pytest.approx(0.5)
+    assert limiter.acquire("b") == 0.0  # per subject
+    now[0] += 0.5
+    assert limiter.acquire("a") == 0.0
+    assert retry_after(0.01) == "1" and retry_after(2.2) == "3"
+    assert RateLimiter(rate=0, burst=1).acquire("x") == 0.0  # 0 = no limit
+
+
+def test_audit_lines_are_json_in_a_private_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    log = AuditLog(tmp_path, "audit-test", stdout=True, max_bytes=1000, backups=2)
+    for i in range(30):
+        log.record(event="request", request_id=str(i), status=200)
+    log.close()
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 3  # rotated: current + 2 backups
+    line = json.loads(files[0].read_text().splitlines()[-1])
+    assert line["event"] == "request" and line["time"].endswith("Z")
+    assert '"request_id":"29"' in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------- the middleware, in process
+
+
+def _app(tmp_path: Path, **changes: object) -> tuple[httpx.AsyncClient, AuthConfig]:
+    async def hello(request):
+        return JSONResponse({"subject": request.scope.get("state", {}).get("subject")})
+
+    inner = Starlette(routes=[Route("/classify", hello, methods=["POST"]), Route("/livez", hello)])
+    settings = dict(
+        enabled=True,
+        auth_dir=make_auth_folder(tmp_path / "auth").path,
+        algorithm="RS256",
+        issuer="textclf",
+        audience="textclf-api",
+        token_ttl_s=60,
+        rate_limit_rps=1,
+        rate_limit_burst=2,
+        audit=True,
+        audit_dir=tmp_path / "audit",
+        audit_stdout=False,
+        audit_max_bytes=10**6,
+        audit_backups=1,
+    )
+    config = AuthConfig(**{**settings, **changes})
+    transport = httpx.ASGITransport(app=AuthMiddleware(inner, config=config, workers=1))
+    return httpx.AsyncClient(transport=transport, base_url="http://test"), config
+
+
+def test_middleware_rate_limits_per_subject(tmp_path: Path) -> None:
+    async def scenario() -> list[httpx.Response]:
+        client, config = _app(tmp_path)
+        tokens = service(config.auth_dir)
+        heavy = {"Authorization": f"Bearer {tokens.issue('heavy', ['classify']).token}"}
+        light = {"Authorization": f"Bearer {tokens.issue('light', ['classify']).token}"}
+        async with client:
+            answers = [await client.post("/classify", headers=heavy) for _ in range(3)]
+            answers.append(await client.post("/classify", headers=light))
+            answers.append(await client.get("/livez"))  # open routes are not limited
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert [a.status_code for a in answers] == [200, 200, 429, 200, 200]
+    assert answers[0].json() == {"subject": "heavy"}
+    assert answers[2].headers["retry-after"] == "1"
+    lines = [json.loads(x) for f in (tmp_path / "audit").iterdir() for x in f.read_text().splitlines()]
+    assert [line["status"] for line in lines] == [200, 200, 429, 200, 200]
+    assert lines[2]["detail"] == "rate limited" and lines[2]["subject"] == "heavy"
+
+
+def test_check_refuses_a_ring_of_the_other_algorithm(tmp_path: Path) -> None:
+    _, config = _app(tmp_path, algorithm="HS256")
+    with pytest.raises(ValueError, match="TEXTCLF_TOKEN_ALG"):
+        config.check()
