@@ -8,6 +8,7 @@ FAMILY = $(firstword $(subst -, ,$(MODEL)))
 HOST ?= 127.0.0.1
 PORT ?= 3000
 PYTEST_ARGS ?=
+DATA_KEY_FILE ?= $(or $(TEXTCLF_DATA_KEY_FILE),$(HOME)/.textclf/data.key)
 TLS ?= 0
 CERTS ?= certs
 CERT_HOSTS ?= 127.0.0.1 localhost
@@ -52,11 +53,12 @@ endif
 
 run: pipeline auth $(if $(TLS_ON),$(CERTS)/key.pem)  ## serve MODEL (default: the champion) on http://$(HOST):$(PORT); TLS=1: https, certs/
 	@echo "a token for curl: export TOKEN=\$$(textclf token --sub $$USER --scope 'classify model:read')"
-	textclf serve --model $(MODEL) --host $(HOST) --port $(PORT) \
+	$(if $(TEXTCLF_DATA_KEY),,TEXTCLF_DATA_KEY_FILE=$(DATA_KEY_FILE)) textclf serve --model $(MODEL) --host $(HOST) --port $(PORT) \
 	  $(if $(TLS_ON),--ssl-certfile $(CERTS)/cert.pem --ssl-keyfile $(CERTS)/key.pem)
 
-auth: venv  ## the token signing keys in ~/.textclf/auth (or TEXTCLF_AUTH_DIR), made once
+auth: venv  ## token signing keys (~/.textclf/auth) and the data key for encryption at rest, made once
 	textclf auth init
+	@test -n "$$TEXTCLF_DATA_KEY" || test -f $(DATA_KEY_FILE) || textclf auth data-key --output $(DATA_KEY_FILE)
 
 cert: venv  ## self-signed certificate + key for local HTTPS in certs/ (FORCE=1 replaces them)
 	textclf tls-cert --out $(CERTS) $(addprefix --host ,$(CERT_HOSTS)) $(if $(FORCE),--force)

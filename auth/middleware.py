@@ -121,6 +121,9 @@ class AuthMiddleware:
             self.token_limiter = RateLimiter(*TOKEN_RATE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self.config.enabled:  # no route of ours speaks it: refuse
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -18,11 +18,14 @@ go_offline()
 _STATE = Path(tempfile.mkdtemp(prefix="textclf-tests-"))
 os.environ["BENTOML_HOME"] = str(_STATE / "bentoml")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STATE / 'mlflow.db'}"
+for _name in ("AUTH", "AUDIT", "FEEDBACK"):  # and the user's keys, audit trail and feedback out of them too
+    os.environ[f"TEXTCLF_{_name}_DIR"] = str(_STATE / _name.lower())
 
 from tests.auth_helpers import AuthFolder, make_auth_folder  # noqa: E402
 from tests.helpers import bentoml_serve, make_tiny_bert, write_tiny_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+SECURITY_OFF = {"TEXTCLF_AUTH": "false", "TEXTCLF_AUDIT": "false"}  # for tests about serving only
 SERVER_LIMITS = {
     "TEXTCLF_MAX_TEXTS": "16",
     "TEXTCLF_MAX_TEXT_CHARS": "200",
@@ -128,12 +131,7 @@ def server(built_bento: dict[str, str], tmp_path_factory: pytest.TempPathFactory
     """A real `bentoml serve` of the built Bento on a free loopback port (small limits), with the
     security layer off: these tests are about serving (tests/integration/test_security*.py use
     `secure_server`)."""
-    env = {
-        "TEXTCLF_MODEL": built_bento["model"],
-        "TEXTCLF_AUTH": "false",
-        "TEXTCLF_AUDIT": "false",
-        **SERVER_LIMITS,
-    }
+    env = {"TEXTCLF_MODEL": built_bento["model"], **SECURITY_OFF, **SERVER_LIMITS}
     with bentoml_serve(built_bento["bento"], env, cwd=tmp_path_factory.mktemp("serve")) as url:
         yield url
 

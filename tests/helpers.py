@@ -64,12 +64,28 @@ def bin_path(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
+def server_home(cwd: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """`env` plus a BENTOML_HOME of this server's own that shares the session's model and Bento stores.
+
+    Every `bentoml serve` start empties `$BENTOML_HOME/prometheus_multiproc_dir`, which would erase the
+    metrics of servers already running in the same home."""
+    shared = Path((env or {}).get("BENTOML_HOME") or os.environ["BENTOML_HOME"])
+    home = cwd / f"bentoml-home-{free_port()}"
+    home.mkdir(parents=True)
+    shared.mkdir(parents=True, exist_ok=True)
+    for name in ("models", "bentos"):
+        (shared / name).mkdir(exist_ok=True)
+        (home / name).symlink_to(shared / name, target_is_directory=True)
+    return {**(env or {}), "BENTOML_HOME": str(home)}
+
+
 @contextmanager
 def bentoml_serve(target: str, env: dict[str, str], cwd: Path, timeout_s: float = 90) -> Iterator[str]:
     """Start `bentoml serve TARGET` on loopback, wait until ready, yield its URL, stop it by PID."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [bin_path("bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
+    env = server_home(cwd, env)
     with running(argv, f"{url}/readyz", cwd / f"serve-{port}.log", env=env, cwd=cwd, timeout_s=timeout_s):
         yield url
 
@@ -86,7 +102,7 @@ def bentoml_serve_fails(
         process = subprocess.Popen(
             argv,
             cwd=cwd,
-            env={**os.environ, **env},
+            env={**os.environ, **server_home(cwd, env)},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

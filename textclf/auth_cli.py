@@ -26,6 +26,7 @@ console = Console(stderr=True)
 AuthDirOption = typer.Option(
     None, "--auth-dir", help="Auth folder (default: TEXTCLF_AUTH_DIR or ~/.textclf/auth)."
 )
+AlgOption = typer.Option(None, "--alg", help="RS256 or HS256 (default: TEXTCLF_TOKEN_ALG, RS256).")
 ScopeOption = typer.Option(..., "--scope", help=f"Space-separated scopes: some of {' '.join(SCOPES)}.")
 
 
@@ -58,7 +59,7 @@ def _fail(message: str) -> typer.Exit:
 @app.command()
 def init(
     auth_dir: Path | None = AuthDirOption,
-    alg: str = typer.Option(None, help="RS256 (default: TEXTCLF_TOKEN_ALG) or HS256."),
+    alg: str = AlgOption,
 ) -> None:
     """Create the signing key ring (idempotent)."""
     folder = _folder(auth_dir)
@@ -140,7 +141,7 @@ def list_all(auth_dir: Path | None = AuthDirOption) -> None:
 @app.command("rotate-key")
 def rotate_key(
     auth_dir: Path | None = AuthDirOption,
-    alg: str = typer.Option(None, help="RS256 or HS256 (default: as set)."),
+    alg: str = AlgOption,
 ) -> None:
     """New active signing key; tokens of the previous key stay valid until they expire."""
     folder = _folder(auth_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 
 import bentoml
 import httpx
@@ -388,3 +389,19 @@ def test_audit_log_records_requests_without_secrets_or_text(secure_server: Secur
     assert any(line["status"] == 401 and line["subject"] == "svc" for line in tokens)
     for secret in (marker, token, issued.json()["access_token"], SECRETS["svc"], "nope-nope-nope-nope"):
         assert secret not in raw
+
+
+def test_predict_batch_with_and_without_a_token(secure_server: SecureServer, tmp_path: Path) -> None:
+    from bentos.batch import BatchError, predict_file
+    from tests.helpers import write_csv
+
+    source = write_csv(tmp_path / "in.csv", [("where is my new card", "x"), ("how do i get a refund", "y")])
+    token = secure_server.auth.mint(sub="batch-job", scopes="classify")
+    summary = predict_file(source, tmp_path / "out.csv", url=secure_server.url, token=token)
+    assert summary.rows_out == 2 and summary.failed_rows == 0
+    with pytest.raises(BatchError, match=r"refused the token \(HTTP 401\)"):
+        predict_file(source, tmp_path / "none.csv", url=secure_server.url)
+    reader = secure_server.auth.mint(sub="reader", scopes="model:read")
+    with pytest.raises(BatchError, match=r"HTTP 403"):
+        predict_file(source, tmp_path / "reader.csv", url=secure_server.url, token=reader)
+    assert not (tmp_path / "none.csv").exists() and not (tmp_path / "reader.csv").exists()

@@ -7,7 +7,7 @@ import pytest
 
 from bentos.runtime import OnnxClassifier
 from converters.bundle import build_bento
-from tests.conftest import REPO, SERVER_LIMITS, Workspace
+from tests.conftest import REPO, SECURITY_OFF, SERVER_LIMITS, Workspace
 from tests.helpers import bentoml_serve
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ def test_token_model_served_over_http(
     folder = ws.onnx_dir(family, precision)
     tags = build_bento(folder, tmp_path / "bento.json", bentofile=REPO / "bentofile.yaml")
     fixed_chunks = {"TEXTCLF_SUB_BATCH": "2", "TEXTCLF_CALL_COST_TOKENS": "0"}  # as the local model below
-    env = {"TEXTCLF_MODEL": tags["model"], **fixed_chunks, **SERVER_LIMITS}
+    env = {"TEXTCLF_MODEL": tags["model"], **fixed_chunks, **SECURITY_OFF, **SERVER_LIMITS}
     with bentoml_serve(tags["bento"], env, cwd=tmp_path) as url:
         info = httpx.get(f"{url}/model", timeout=10).json()
         assert (info["family"], info["precision"]) == (family, precision)

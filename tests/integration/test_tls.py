@@ -16,7 +16,7 @@ import pytest
 from auth.tls import https_env, make_self_signed
 from bench.processes import free_port, running
 from tests.auth_helpers import SECRETS, make_auth_folder
-from tests.helpers import bin_path
+from tests.helpers import bin_path, server_home
 from textclf.cli import serve_argv
 
 pytestmark = pytest.mark.integration
@@ -53,6 +53,7 @@ def tls_server(built_bento: dict[str, str], tmp_path_factory: pytest.TempPathFac
     }
     ready = ssl.create_default_context(cafile=pair.cert)
     log = root / "serve.log"
+    env = server_home(root, env)
     with running(argv, f"{url}/readyz", log, env=env, cwd=root, timeout_s=120, verify=ready):
         yield TLSServer(url, port, pair.cert, log)
 

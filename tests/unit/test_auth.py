@@ -211,7 +211,7 @@ def test_audit_lines_are_json_in_a_private_file(tmp_path: Path, capsys: pytest.C
 # ------------------------------------------------------------------------- the middleware, in process
 
 
-def _app(tmp_path: Path, **changes: object) -> tuple[httpx.AsyncClient, AuthConfig]:
+def _middleware(tmp_path: Path, **changes: object) -> tuple[AuthMiddleware, AuthConfig]:
     async def hello(request):
         return JSONResponse({"subject": request.scope.get("state", {}).get("subject")})
 
@@ -232,13 +232,13 @@ def _app(tmp_path: Path, **changes: object) -> tuple[httpx.AsyncClient, AuthConf
         audit_backups=1,
     )
     config = AuthConfig(**{**settings, **changes})
-    transport = httpx.ASGITransport(app=AuthMiddleware(inner, config=config, workers=1))
-    return httpx.AsyncClient(transport=transport, base_url="http://test"), config
+    return AuthMiddleware(inner, config=config, workers=1), config
 
 
 def test_middleware_rate_limits_per_subject(tmp_path: Path) -> None:
     async def scenario() -> list[httpx.Response]:
-        client, config = _app(tmp_path)
+        app, config = _middleware(tmp_path)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
         tokens = service(config.auth_dir)
         heavy = {"Authorization": f"Bearer {tokens.issue('heavy', ['classify']).token}"}
         light = {"Authorization": f"Bearer {tokens.issue('light', ['classify']).token}"}
@@ -258,6 +258,16 @@ def test_middleware_rate_limits_per_subject(tmp_path: Path) -> None:
 
 
 def test_check_refuses_a_ring_of_the_other_algorithm(tmp_path: Path) -> None:
-    _, config = _app(tmp_path, algorithm="HS256")
+    _, config = _middleware(tmp_path, algorithm="HS256")
     with pytest.raises(ValueError, match="TEXTCLF_TOKEN_ALG"):
         config.check()
+
+
+def test_websockets_are_refused(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    app, _ = _middleware(tmp_path)
+    with pytest.raises(WebSocketDisconnect) as closed, TestClient(app).websocket_connect("/classify"):
+        pass
+    assert closed.value.code == 1008

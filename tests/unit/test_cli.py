@@ -57,8 +57,15 @@ def test_build_without_a_champion_says_what_to_run(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no champion in MLflow yet" in result.output
 
 
+def test_serving_without_signing_keys_says_what_to_run(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TEXTCLF_AUTH_DIR", str(tmp_path / "no-keys"))
+    result = runner.invoke(app, ["serve", "--model", "logreg"])
+    assert result.exit_code == 1 and "run `textclf auth init` first" in " ".join(result.output.split())
+
+
 def test_serving_an_unexported_variant_says_what_to_run(tmp_path: Path, monkeypatch) -> None:
     ws = make_workspace(tmp_path)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TEXTCLF_AUTH", "false")
     result = runner.invoke(app, ["serve", "--model", "bert-int8", "--params", str(ws.params_file)])
     assert result.exit_code == 1 and "textclf export --model bert" in result.output
