@@ -1,49 +1,75 @@
 """The audit trail: one JSON line per request (and per token issued or refused) to a rotating file
 and stdout. It records who did what, when, from where and with what outcome; never a token, a secret
-or a text being classified (callers pass only the fields below)."""
+or a text being classified (callers pass only such fields).
+
+It sits on every request's path, so it writes each line with one `os.write` to an append-only file
+(whole lines, nothing buffered to lose) and counts bytes itself to rotate, instead of going through
+`logging` (a record object, formatting, locks and two `stat` calls per line).
+"""
 
 from __future__ import annotations
 
 import json
-import logging
+import os
 import sys
+import threading
 import time
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-AUDIT_LOGGER = "textclf.audit"
-
 
 class AuditLog:
-    """Writes audit records; `record(**fields)` adds the time and one line per call."""
+    """Writes audit records; `record(**fields)` adds the time and writes one line."""
 
     def __init__(self, folder: Path | None, name: str, stdout: bool, max_bytes: int, backups: int):
-        self.logger = logging.getLogger(f"{AUDIT_LOGGER}.{name}")
-        self.logger.setLevel(logging.INFO)
-        self.logger.propagate = False  # the server's own log format must not wrap our JSON
-        for handler in list(self.logger.handlers):
-            self.logger.removeHandler(handler)
-            handler.close()
+        self.stdout = stdout
+        self.max_bytes = max_bytes
+        self.backups = backups
         self.path: Path | None = None
+        self._fd: int | None = None
+        self._size = 0
+        self._lock = threading.Lock()
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.path = folder / f"{name}.jsonl"
-            file_handler = RotatingFileHandler(
-                self.path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-            )
-            self.logger.addHandler(file_handler)
-        if stdout:
-            self.logger.addHandler(logging.StreamHandler(sys.stdout))
-        if not self.logger.handlers:
-            self.logger.addHandler(logging.NullHandler())
+            self._open()
+
+    def _open(self) -> None:
+        assert self.path is not None
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._size = os.fstat(self._fd).st_size
+
+    def _rotate(self) -> None:
+        """audit.jsonl → audit.jsonl.1 → … → audit.jsonl.<backups> (the oldest is dropped)."""
+        assert self.path is not None and self._fd is not None
+        os.close(self._fd)
+        if self.backups > 0:
+            for i in range(self.backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{i}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._open()
 
     def record(self, **fields: Any) -> None:
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-        self.logger.info(json.dumps({"time": stamp, **fields}, separators=(",", ":"), default=str))
+        line = json.dumps({"time": stamp, **fields}, separators=(",", ":"), default=str) + "\n"
+        data = line.encode()
+        with self._lock:
+            if self._fd is not None:
+                if self.max_bytes and self._size and self._size + len(data) > self.max_bytes:
+                    self._rotate()
+                os.write(self._fd, data)
+                self._size += len(data)
+        if self.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
 
     def close(self) -> None:
-        for handler in list(self.logger.handlers):
-            self.logger.removeHandler(handler)
-            handler.close()
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
