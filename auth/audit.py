@@ -18,6 +18,17 @@ from pathlib import Path
 from typing import Any
 
 
+def worker_tag() -> str:
+    """This server worker's name for per-worker files: w<index> under BentoML, else p<pid>."""
+    try:
+        from bentoml import server_context
+
+        index = server_context.worker_index
+    except ImportError:  # pragma: no cover - the CLI's audit lines do not need bentoml
+        index = None
+    return f"w{index}" if index is not None else f"p{os.getpid()}"
+
+
 class AuditLog:
     """Writes audit records; `record(**fields)` adds the time and writes one line."""
 

@@ -56,7 +56,7 @@ class Credentials:
         return Principal(name=name, kind=kind, scopes=frozenset(entry["scopes"]))
 
 
-def _check_scopes(scopes: list[str]) -> list[str]:
+def check_scopes(scopes: list[str]) -> list[str]:
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
         raise CredentialsError(
@@ -97,7 +97,7 @@ def add_principal(folder: Path, kind: str, name: str, scopes: list[str], secret:
     credentials = load_credentials(folder)
     table = credentials.clients if kind == "client" else credentials.users
     field = "secret_hash" if kind == "client" else "password_hash"
-    table[name] = {field: _HASHER.hash(secret), "scopes": _check_scopes(scopes)}
+    table[name] = {field: _HASHER.hash(secret), "scopes": check_scopes(scopes)}
     _save(folder, credentials)
     return secret
 

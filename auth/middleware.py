@@ -8,7 +8,6 @@ It reads headers only; the body of an API call streams straight through to the s
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import uuid
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auth.audit import AuditLog
+from auth.audit import AuditLog, worker_tag
 from auth.credentials import reloading_credentials
 from auth.keys import load_ring, reloading_ring
 from auth.oauth import MAX_FORM_BYTES, parse_form, token_response
@@ -77,16 +76,6 @@ async def _respond(send: Send, status: int, body: bytes, headers: dict[str, str]
     await send({"type": "http.response.body", "body": body})
 
 
-def _worker_name() -> str:
-    try:
-        from bentoml import server_context
-
-        index = server_context.worker_index
-    except ImportError:  # pragma: no cover - bentoml is always there in the server
-        index = None
-    return f"audit-w{index}" if index is not None else f"audit-p{os.getpid()}"
-
-
 class AuthMiddleware:
     """Wraps the BentoML app (`Service.add_asgi_middleware(AuthMiddleware, config=...)`)."""
 
@@ -96,7 +85,7 @@ class AuthMiddleware:
         self.audit = (
             AuditLog(
                 config.audit_dir,
-                _worker_name(),
+                f"audit-{worker_tag()}",
                 config.audit_stdout,
                 config.audit_max_bytes,
                 config.audit_backups,

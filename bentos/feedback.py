@@ -6,22 +6,15 @@ without a data key refuses feedback with 503 rather than store it in the clear.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from auth.audit import worker_tag
 from auth.crypto import DataKeyError, SealedLog, Sealer, load_data_key
 from bentos.schemas import FeedbackItem
 
 FEEDBACK_AAD = b"textclf-feedback-v1"
-
-
-def _worker_suffix() -> str:
-    from bentoml import server_context
-
-    index = server_context.worker_index
-    return f"w{index}" if index is not None else f"p{os.getpid()}"
 
 
 class FeedbackStore:
@@ -45,7 +38,7 @@ class FeedbackStore:
     def _open(self) -> SealedLog:
         if self._log is None:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path = self.folder / f"feedback-{_worker_suffix()}.sealed.jsonl"
+            path = self.folder / f"feedback-{worker_tag()}.sealed.jsonl"
             self._log = SealedLog(path, self._sealer, FEEDBACK_AAD)
         return self._log
 

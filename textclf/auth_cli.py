@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from auth.audit import AuditLog
-from auth.credentials import CredentialsError, add_principal, load_credentials, remove_principal
+from auth.credentials import CredentialsError, add_principal, check_scopes, load_credentials, remove_principal
 from auth.keys import KeyRingError, init_ring, load_ring, retire, retire_expired, rotate
 from auth.scopes import SCOPES
 from auth.tokens import TokenService
@@ -181,9 +181,10 @@ def token(
 ) -> None:
     """Mint an access token from the local signing key (for scripts and tests)."""
     settings = _settings()
-    scopes = scope.split()
-    if not scopes or not set(scopes) <= set(SCOPES):
-        raise _fail(f"--scope must be some of {' '.join(SCOPES)}")
+    try:
+        scopes = check_scopes(scope.split())
+    except CredentialsError as exc:
+        raise _fail(str(exc)) from None
     folder = _folder(auth_dir)
     try:
         ring = load_ring(folder)

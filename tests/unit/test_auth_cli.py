@@ -77,7 +77,7 @@ def test_rotate_and_retire(env: Path) -> None:
     [
         (("auth", "list"), None, "textclf auth init"),
         (("token", "--sub", "x", "--scope", "classify"), None, "textclf auth init"),
-        (("token", "--sub", "x", "--scope", "root"), None, "--scope must be"),
+        (("token", "--sub", "x", "--scope", "root"), None, "scopes must be"),
         (("auth", "add-client", "x", "--scope", "superuser"), None, "scopes must be"),
         (("auth", "add-client", "two words", "--scope", "classify"), None, "without spaces"),
         (("auth", "add-user", "bob", "--scope", "classify", "--password-stdin"), "short\n", "at least 12"),
