@@ -3,12 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# MODEL: a variant (logreg, lstm, lstm-int8, bert, bert-int8) or champion (the MLflow alias); textclf parses it
 MODEL ?= champion
-FAMILY = $(firstword $(subst -, ,$(MODEL)))
 HOST ?= 127.0.0.1
 PORT ?= 3000
 PYTEST_ARGS ?=
-DATA_KEY_FILE ?= $(or $(TEXTCLF_DATA_KEY_FILE),$(HOME)/.textclf/data.key)
 TLS ?= 0
 CERTS ?= certs
 CERT_HOSTS ?= 127.0.0.1 localhost
@@ -22,7 +21,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv data pipeline build run auth cert test bench tools lint format clean
+.PHONY: help venv data pipeline build run auth cert test bench tools check-readme lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,22 +42,17 @@ venv: $(BIN)/.installed  ## create the virtual environment from the pinned requi
 data: venv  ## fetch the DVC-versioned dataset from the default (offline, in-repo) remote
 	dvc pull --quiet data/raw/banking77.dvc
 
-pipeline: data  ## reproduce the pipeline (cached steps are skipped); MODEL=logreg runs only that family
-ifeq ($(MODEL),champion)
-	dvc repro
-else
-	dvc repro evaluate@$(FAMILY)
-endif
-	dvc metrics show
+pipeline: data  ## reproduce the pipeline (cached steps are skipped); MODEL=lstm-int8 runs only that family
+	textclf repro --model $(MODEL)
 
 run: pipeline auth $(if $(TLS_ON),$(CERTS)/key.pem)  ## serve MODEL (default: the champion) on http://$(HOST):$(PORT); TLS=1: https, certs/
 	@echo "a token for curl: export TOKEN=\$$(textclf token --sub $$USER --scope 'classify model:read')"
-	$(if $(TEXTCLF_DATA_KEY),,TEXTCLF_DATA_KEY_FILE=$(DATA_KEY_FILE)) textclf serve --model $(MODEL) --host $(HOST) --port $(PORT) \
+	textclf serve --model $(MODEL) --host $(HOST) --port $(PORT) \
 	  $(if $(TLS_ON),--ssl-certfile $(CERTS)/cert.pem --ssl-keyfile $(CERTS)/key.pem)
 
-auth: venv  ## token signing keys (~/.textclf/auth) and the data key for encryption at rest, made once
+auth: venv  ## token signing keys (~/.textclf/auth) and the data key (~/.textclf/data.key), made once
 	textclf auth init
-	@test -n "$$TEXTCLF_DATA_KEY" || test -f $(DATA_KEY_FILE) || textclf auth data-key --output $(DATA_KEY_FILE)
+	textclf auth data-key --if-missing
 
 cert: venv  ## self-signed certificate + key for local HTTPS in certs/ (FORCE=1 replaces them)
 	textclf tls-cert --out $(CERTS) $(addprefix --host ,$(CERT_HOSTS)) $(if $(FORCE),--force)
@@ -74,7 +68,10 @@ test: venv tools  ## run the whole test suite (unit + real servers on loopback)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: pipeline tools  ## throughput of MODEL's Bento vs raw ONNX Runtime and plain servers (≈ 7 min)
-	textclf bench --model $(if $(filter champion,$(MODEL)),bert-int8,$(MODEL)) --readme README.md
+	textclf bench --model $(MODEL) --readme README.md
+
+check-readme: venv  ## the README's generated tables equal reports/ and the settings (`textclf readme` rewrites them)
+	textclf readme --check
 
 lint: venv  ## ruff lint and format check
 	$(BIN)/ruff check .

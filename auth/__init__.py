@@ -1,1 +1,4 @@
-"""Security: OAuth2 + JWT, RBAC scopes, audit log and encryption at rest (see the issues on security)."""
+"""Security: OAuth2 + JWT, RBAC scopes, rate limits, the audit log and TLS.
+
+AES sealing at rest lives in the kernel (textclf.core.crypto): the model store uses it too.
+"""

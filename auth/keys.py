@@ -176,10 +176,11 @@ def retire(folder: Path, kid: str) -> None:
     (folder / f"{kid}.{'pem' if alg == 'RS256' else 'secret'}").unlink(missing_ok=True)
 
 
-def retire_expired(folder: Path, max_token_ttl_s: float) -> list[str]:
-    """Retire every key rotated out longer ago than a token lives: nothing valid depends on it."""
+def retire_expired(folder: Path, max_token_ttl_s: float, clock: Callable[[], float] = time.time) -> list[str]:
+    """Retire every key rotated out longer ago than a token lives: nothing valid depends on it.
+    `clock` is the wall clock the ring's times are written in (tests pass one to move time)."""
     manifest = _read_manifest(folder)
-    now = time.time()
+    now = clock()
     old = [
         kid
         for kid, meta in manifest["keys"].items()
@@ -196,16 +197,24 @@ T = TypeVar("T")
 class Reloading(Generic[T]):
     """A value loaded from a file, reloaded when the file changes (checked at most once a second).
 
-    Lets operators rotate keys or add clients while the server runs, without a restart.
+    Lets operators rotate keys or add clients while the server runs, without a restart. `clock` is
+    injectable so tests can step past the interval instead of sleeping through it.
     """
 
-    def __init__(self, path: Path, loader: Callable[[], T], interval_s: float = 1.0):
+    def __init__(
+        self,
+        path: Path,
+        loader: Callable[[], T],
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.path = path
         self.loader = loader
         self.interval_s = interval_s
+        self.clock = clock
         self._value = loader()
         self._stamp = self._stat()
-        self._checked = time.monotonic()
+        self._checked = clock()
 
     def _stat(self) -> tuple[int, int]:
         try:
@@ -215,7 +224,7 @@ class Reloading(Generic[T]):
         return (st.st_mtime_ns, st.st_size)
 
     def get(self) -> T:
-        now = time.monotonic()
+        now = self.clock()
         if now - self._checked >= self.interval_s:
             self._checked = now
             stamp = self._stat()

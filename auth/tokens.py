@@ -4,7 +4,8 @@ Verification pins the algorithm (the server's one configured algorithm, which mu
 takes the key by `kid` from the ring (unknown or retired kid → refused), requires `typ: at+jwt` and
 every claim (iss, aud, sub, exp, iat, nbf, jti, scope). A verified token is cached until it expires,
 so a client reusing its token pays one dictionary lookup per request, not an RSA verification; the
-cache re-checks expiry and that the signing key is still in the ring on every hit.
+cache re-checks expiry and that the signing key is still in the ring on every hit. Every time check
+reads the service's `clock` (the wall clock unless a test injects another).
 """
 
 from __future__ import annotations
@@ -141,6 +142,14 @@ class TokenService:
             raise InvalidToken("token is from another issuer") from None
         except jwt.PyJWTError:
             raise InvalidToken("invalid token signature or claims") from None
+        # PyJWT checked the times against the wall clock; check them against this service's clock too, so
+        # a service given another clock (a test moving time) agrees with itself. With the wall clock these
+        # never fire: nbf and iat are compared with a reading taken after PyJWT's, exp with one before it.
+        later = self.clock()
+        if int(payload["iat"]) > later or int(payload["nbf"]) > later:
+            raise InvalidToken("token not valid yet")
+        if int(payload["exp"]) <= now:
+            raise InvalidToken("token expired")
         scope, sub, jti = payload["scope"], payload["sub"], payload["jti"]
         if not all(isinstance(v, str) and v for v in (sub, jti)) or not isinstance(scope, str):
             raise InvalidToken("sub, jti and scope must be strings")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bentos.runtime import OnnxClassifier
+from textclf.core.runtime import OnnxClassifier
 
 BATCH_SIZES = (1, 8, 16, 32, 64)
 

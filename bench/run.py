@@ -278,7 +278,7 @@ def secure_env(workdir: Path) -> tuple[dict[str, str], str]:
     the per-subject rate limit checked, an audit line written."""
     from auth.keys import init_ring, load_ring
     from auth.tokens import TokenService
-    from bentos.settings import ServerSettings
+    from textclf.core.settings import ServerSettings
 
     folder = workdir / "auth"
     init_ring(folder)

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from auth.audit import worker_tag
-from auth.crypto import DataKeyError, SealedLog, Sealer, load_data_key
 from bentos.schemas import FeedbackItem
+from textclf.core.crypto import DataKeyError, SealedLog, Sealer, load_data_key
 
 FEEDBACK_AAD = b"textclf-feedback-v1"
 

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchema
 from pydantic_core import core_schema
 from starlette.responses import Response
 
-from bentos.settings import SETTINGS
+from bentos.config import SETTINGS
 
 
 def _not_blank(text: str) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from auth.keys import load_ring
 from auth.middleware import AuthConfig
-from bentos.settings import ServerSettings
+from textclf.core.settings import ServerSettings
 
 
 def auth_config(settings: ServerSettings) -> AuthConfig:

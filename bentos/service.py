@@ -8,15 +8,13 @@ import bentoml
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from auth.crypto import load_data_key
 from auth.middleware import AuthMiddleware
 from auth.oauth import TOKEN_OPENAPI
 from auth.scopes import JWKS_PATH
 from bentos.batcher import GreedyBatcher, Overloaded
-from bentos.contract import check_model_folder
+from bentos.config import SETTINGS
 from bentos.feedback import FeedbackStore
 from bentos.guard import RequestGuard
-from bentos.runtime import OnnxClassifier
 from bentos.schemas import (
     ClassifyInput,
     ClassifyOutput,
@@ -27,8 +25,10 @@ from bentos.schemas import (
     Query,
 )
 from bentos.security import admin_status, auth_config
-from bentos.settings import SETTINGS
-from textclf.offline import go_offline
+from textclf.core.contract import check_model_folder
+from textclf.core.crypto import load_data_key
+from textclf.core.offline import go_offline
+from textclf.core.runtime import OnnxClassifier
 
 go_offline()
 AUTH = auth_config(SETTINGS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
-from bentos.contract import PROBABILITIES_OUTPUT
+from textclf.core.contract import PROBABILITIES_OUTPUT
 
 
 def append_softmax(model: onnx.ModelProto, logits: str = "logits") -> onnx.ModelProto:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from training.data import batched
+
+CHUNK = 1024  # texts per model call: bounded memory however long the test split is
 
 
 class ParityError(AssertionError):
@@ -20,6 +25,11 @@ class ParityReport:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+def chunked(score: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
+    """`score(texts)` computed CHUNK texts at a time, so a whole test split fits in memory."""
+    return np.concatenate([score(chunk) for chunk in batched(texts, CHUNK)])
 
 
 def compare(source: np.ndarray, converted: np.ndarray) -> ParityReport:

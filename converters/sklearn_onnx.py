@@ -8,8 +8,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from bentos.contract import PROBABILITIES_OUTPUT
 from converters.onnx_graph import sort_opset_imports
+from textclf.core.contract import PROBABILITIES_OUTPUT
 
 # ONNX Runtime's StringNormalizer asks for en_US.UTF-8 by default, which slim machines and images
 # lack; C.UTF-8 exists everywhere and lower-cases ASCII the same way.

@@ -13,17 +13,14 @@ from pathlib import Path
 import bentoml
 from bentoml.exceptions import NotFound
 
-from auth.crypto import SealedDataError, Sealer, load_data_key
-from bentos.artifacts import ModelFiles, write_sealed
-from bentos.contract import METADATA_FILE, ModelMetadata, read_model_folder
-
-STORE_PREFIX = "textclf-"
+from textclf.core.artifacts import ModelFiles, write_sealed
+from textclf.core.contract import METADATA_FILE, ModelMetadata, read_model_folder
+from textclf.core.crypto import SealedDataError, Sealer, load_data_key
 
 
 def store_tag(metadata: ModelMetadata) -> bentoml.Tag:
-    """textclf-<family>[-int8]:<version>; the version is a hash of the ONNX bytes."""
-    suffix = "" if metadata.precision == "fp32" else f"-{metadata.precision}"
-    return bentoml.Tag(f"{STORE_PREFIX}{metadata.family}{suffix}", metadata.version)
+    """textclf-<variant>:<version>; the version is a hash of the ONNX bytes."""
+    return bentoml.Tag.from_taglike(metadata.store_tag)
 
 
 def _stored_as_wanted(path: Path, key: bytes | None) -> bool:

@@ -11,15 +11,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from textclf.offline import go_offline
+from textclf.core.offline import go_offline
 
 go_offline()
 # Before anything imports bentoml or mlflow: keep the user's stores out of the tests.
 _STATE = Path(tempfile.mkdtemp(prefix="textclf-tests-"))
 os.environ["BENTOML_HOME"] = str(_STATE / "bentoml")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STATE / 'mlflow.db'}"
-for _name in ("AUTH", "AUDIT", "FEEDBACK"):  # and the user's keys, audit trail and feedback out of them too
-    os.environ[f"TEXTCLF_{_name}_DIR"] = str(_STATE / _name.lower())
+# ...and the user's keys, audit trail, feedback and data key (HOME/data.key) out of them too.
+for _name in [n for n in os.environ if n.startswith("TEXTCLF_")]:
+    del os.environ[_name]
+os.environ["TEXTCLF_HOME"] = str(_STATE / "home")
 
 from tests.auth_helpers import AuthFolder, make_auth_folder  # noqa: E402
 from tests.helpers import bentoml_serve, make_tiny_bert, write_tiny_dataset  # noqa: E402
@@ -150,7 +152,7 @@ def secure_server(
     built_bento: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SecureServer]:
     """The built Bento as it runs by default: tokens required, audit on, feedback encrypted."""
-    from auth.crypto import new_data_key
+    from textclf.core.crypto import new_data_key
 
     root = tmp_path_factory.mktemp("secure")
     auth = make_auth_folder(root / "auth")

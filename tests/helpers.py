@@ -1,4 +1,4 @@
-"""Test helpers: a tiny labelled dataset and a real `bentoml serve` on a free loopback port."""
+"""Test helpers: a tiny labelled dataset, a real `bentoml serve` on a free loopback port, and `wait_for`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from bench.processes import free_port, running, stop
 
@@ -22,6 +24,21 @@ INTENTS = {
     "top_up": ["how do i top up my account", "add money to my balance", "top up with a card"],
 }
 FILLERS = ["please", "hi", "thanks", "urgent", "today", "quickly", "help", "hello there", "now", "again"]
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.05) -> T:
+    """Poll `predicate` until it returns something truthy, and return that; fail saying `what` did not
+    happen by the deadline. Tests wait for the effect itself, never for a fixed while: as quick as the
+    system allows, patient on a busy machine."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"gave up after {timeout_s:g}s waiting for {what} (last: {value!r})")
+        time.sleep(interval_s)
 
 
 def tiny_rows(per_intent: int, seed: int) -> list[tuple[str, str]]:

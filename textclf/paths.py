@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textclf.core.variants import Variant
+
 ARTIFACTS = Path("artifacts")
 REPORTS = Path("reports")
 EVALUATIONS = REPORTS / "eval"  # one metrics file per family, written by `textclf evaluate`
@@ -19,12 +21,11 @@ def onnx_dir(family: str) -> Path:
     return ARTIFACTS / "onnx" / family
 
 
-def variant_dir(variant: str) -> Path:
-    """The model folder of a variant name such as `bert` (fp32) or `bert-int8`."""
-    family, _, precision = variant.partition("-")
-    return onnx_dir(family) / (precision or "fp32")
+def variant_dir(variant: Variant) -> Path:
+    """The model folder of a variant: <family>/<precision>/ under the family's export folder."""
+    return onnx_dir(variant.family) / variant.precision
 
 
 def bento_record(name: str) -> Path:
-    """Which Bento and model tags were built for a variant (or for `champion`)."""
+    """Which Bento and model tags were built for a variant name (or for `champion`)."""
     return ARTIFACTS / "bento" / f"{name}.json"

@@ -1,19 +1,85 @@
-"""Generated blocks in the README: text between `<!-- NAME:start -->` and `<!-- NAME:end -->`."""
+"""Generated blocks in the README: text between `<!-- NAME:start -->` and `<!-- NAME:end -->`.
+
+Every table that a command measures or a class defines is generated, never typed: the model comparison
+(reports/comparison.json + champion.json, written by `textclf select`), the throughput tables
+(reports/bench*.json, written by `textclf bench`) and the settings table (textclf.core.settings).
+`textclf readme --check` (and a test) fails when the README and its sources differ.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+
+BENCH_REPORTS = {"bench": "bench.json"}
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    return re.compile(re.escape(start) + r"\n?(.*?)\n?" + re.escape(end), re.S)
+
+
+def read_block(readme: Path, name: str) -> str | None:
+    """The text of block `name`, or None when the file or its markers are missing."""
+    if not readme.is_file():
+        return None
+    found = _pattern(name).search(readme.read_text(encoding="utf-8"))
+    return found.group(1) if found else None
 
 
 def replace_block(readme: Path, name: str, markdown: str) -> bool:
     """Replace the block called `name`; False when the file or its markers are missing."""
-    if not readme.is_file():
+    if read_block(readme, name) is None:
         return False
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = readme.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    if not pattern.search(text):
-        return False
-    readme.write_text(pattern.sub(lambda _: f"{start}\n{markdown}\n{end}", text), encoding="utf-8")
+    text = _pattern(name).sub(lambda _: f"{start}\n{markdown}\n{end}", readme.read_text(encoding="utf-8"))
+    readme.write_text(text, encoding="utf-8")
     return True
+
+
+def _comparison(reports: Path) -> str | None:
+    from training.compare import table_from_reports
+
+    comparison, champion = reports / "comparison.json", reports / "champion.json"
+    if not (comparison.is_file() and champion.is_file()):
+        return None
+    return table_from_reports(
+        json.loads(comparison.read_text(encoding="utf-8")),
+        json.loads(champion.read_text(encoding="utf-8"))["variant"],
+    )
+
+
+def _bench(file: Path) -> Callable[[Path], str | None]:
+    def render(reports: Path) -> str | None:
+        from bench.report import markdown
+
+        path = reports / file
+        return markdown(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+
+    return render
+
+
+def _settings(_: Path) -> str:
+    from textclf.core.settings import settings_table
+
+    return settings_table()
+
+
+GENERATORS: dict[str, Callable[[Path], str | None]] = {
+    "comparison": _comparison,
+    "settings": _settings,
+    **{name: _bench(Path(file)) for name, file in BENCH_REPORTS.items()},
+}
+
+
+def generated(reports: Path) -> dict[str, str]:
+    """Every block that its source can generate now (blocks whose report does not exist are left out)."""
+    blocks = {name: render(reports) for name, render in GENERATORS.items()}
+    return {name: text for name, text in blocks.items() if text is not None}
+
+
+def stale_blocks(readme: Path, reports: Path) -> list[str]:
+    """Names of the blocks whose README text differs from what their source generates (or is missing)."""
+    return [name for name, text in generated(reports).items() if read_block(readme, name) != text]

@@ -1,4 +1,8 @@
-"""Compare every exported variant and choose the champion by the rule in params.yaml."""
+"""Compare every exported variant and choose the champion by the rule in params.yaml.
+
+The MLflow registry alias `champion` is the one source of truth for what is served: `register_champion`
+is the only code that moves it, and `reports/champion.json` records what it points at.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bentos.contract import read_model_folder
-from textclf.readme import replace_block
+from textclf.core.contract import read_model_folder
+from textclf.core.variants import Variant
 from training.params import Params
 
 
@@ -28,30 +32,33 @@ class Candidate:
     model_tag: str  # the BentoML model store tag the variant is saved under
     registered_version: str | None
 
+    @classmethod
+    def of(
+        cls, variant: Variant, metrics: dict[str, float], model_tag: str = "", registered: str | None = None
+    ) -> Candidate:
+        """A candidate from a variant and its evaluation metrics (reports/eval or comparison.json)."""
+        return cls(
+            variant=variant.name,
+            family=variant.family,
+            precision=variant.precision,
+            accuracy=metrics["accuracy"],
+            macro_f1=metrics["macro_f1"],
+            onnx_mb=metrics["onnx_mb"],
+            texts_per_s=metrics["texts_per_s"],
+            p95_ms_single=metrics["p95_ms_single"],
+            model_tag=model_tag,
+            registered_version=registered,
+        )
+
 
 def collect(families: list[str], evaluations: Path, onnx_root: Path) -> list[Candidate]:
     """Every evaluated variant of the given families."""
-    from converters.store import store_tag
-
     found = []
     for family in families:
         metrics = json.loads((evaluations / f"metrics_{family}.json").read_text(encoding="utf-8"))
         for precision, m in sorted(metrics.items()):
             _, meta = read_model_folder(onnx_root / family / precision)
-            found.append(
-                Candidate(
-                    variant=family if precision == "fp32" else f"{family}-{precision}",
-                    family=family,
-                    precision=precision,
-                    accuracy=m["accuracy"],
-                    macro_f1=m["macro_f1"],
-                    onnx_mb=m["onnx_mb"],
-                    texts_per_s=m["texts_per_s"],
-                    p95_ms_single=m["p95_ms_single"],
-                    model_tag=str(store_tag(meta)),
-                    registered_version=meta.registered_version,
-                )
-            )
+            found.append(Candidate.of(meta.variant, m, meta.store_tag, meta.registered_version))
     return found
 
 
@@ -93,29 +100,45 @@ def table(candidates: list[Candidate], champion: Candidate | None) -> str:
     return "\n".join(lines)
 
 
-def update_readme(readme: Path, markdown: str) -> bool:
-    """Replace the comparison block; False when there is no such block."""
-    return replace_block(readme, "comparison", markdown)
-
-
-def write_reports(candidates: list[Candidate], champion: Candidate, reports_dir: Path) -> None:
+def write_reports(
+    candidates: list[Candidate], champion: Candidate, registered_model: str, reports_dir: Path
+) -> None:
+    """The comparison (JSON and Markdown) and `champion.json`, the record of what the alias points at."""
     reports_dir.mkdir(parents=True, exist_ok=True)
     summary = {c.variant: {k: v for k, v in asdict(c).items() if isinstance(v, float)} for c in candidates}
     (reports_dir / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (reports_dir / "comparison.md").write_text(table(candidates, champion) + "\n", encoding="utf-8")
-    (reports_dir / "champion.json").write_text(
-        json.dumps(asdict(champion), indent=2) + "\n", encoding="utf-8"
-    )
+    record = asdict(champion) | {"registered_model": registered_model, "alias": "champion"}
+    (reports_dir / "champion.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def register_champion(params: Params, champion: Candidate) -> None:
-    """Point the MLflow `champion` alias at the champion's registered version, tagged with the variant."""
+    """Point the MLflow `champion` alias at the champion's registered version, tagged with the variant.
+    The only writer of the alias: training registers versions, the champion rule promotes one."""
     from training import tracking
 
     if champion.registered_version is None:
-        return
+        raise NoChampionError(
+            f"{champion.variant} has no registered MLflow version: run `textclf train --model "
+            f"{champion.family}` again"
+        )
     tracking.promote(
         params.registry.model_name,
         champion.registered_version,
         tags={"variant": champion.variant, "bentoml_model": champion.model_tag},
     )
+
+
+def champion_variant(params: Params) -> Variant | None:
+    """The served champion: the variant the MLflow alias points at (None before any `select`)."""
+    from training import tracking
+
+    name = tracking.champion_variant(params.registry.model_name)
+    return Variant.parse(name) if name else None
+
+
+def table_from_reports(comparison: dict[str, dict[str, float]], champion: str) -> str:
+    """The comparison table again from `reports/comparison.json` and the champion's variant name."""
+    rows = [Candidate.of(Variant.parse(name), m) for name, m in comparison.items()]
+    chosen = next((c for c in rows if c.variant == champion), None)
+    return table(rows, chosen)

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-SUPPORTED_SUFFIXES = (".csv", ".jsonl")
+from textclf.core.records import (
+    CSV_SUFFIXES,
+    JSONL_SUFFIXES,
+    RecordFormatError,
+    csv_columns,
+    iter_csv,
+    iter_jsonl,
+    record_format,
+)
+
+SUPPORTED_SUFFIXES = CSV_SUFFIXES + JSONL_SUFFIXES
 
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """One labelled text; `line` is where it came from, for error messages."""
+    """One labelled text; `line` is where it starts in its file, for error messages."""
 
     text: str
     label: str
@@ -26,55 +35,43 @@ class DatasetFormatError(ValueError):
 
 
 def iter_examples(path: Path | str, text_column: str, label_column: str) -> Iterator[Example]:
-    """Yield examples from a CSV (with header) or JSONL file, one row at a time."""
+    """Yield examples from a CSV (with header) or JSONL file, one row at a time.
+
+    Reading goes through `textclf.core.records`, the reader the batch client uses too, so a file
+    validates here exactly when it can be batch-predicted (BOM, blank lines, ragged rows alike).
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetFormatError(f"{path}: file not found")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        yield from _iter_csv(path, text_column, label_column)
-    elif suffix == ".jsonl":
-        yield from _iter_jsonl(path, text_column, label_column)
-    else:
-        raise DatasetFormatError(
-            f"{path}: unsupported format {suffix!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}"
-        )
+    try:
+        if record_format(path) == "csv":
+            yield from _iter_csv(path, text_column, label_column)
+        else:
+            yield from _iter_jsonl(path, text_column, label_column)
+    except RecordFormatError as exc:
+        raise DatasetFormatError(str(exc)) from exc
 
 
 def _iter_csv(path: Path, text_column: str, label_column: str) -> Iterator[Example]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetFormatError(f"{path}: missing column(s) {missing}; found {reader.fieldnames or []}")
-        for row in reader:
-            yield Example(
-                text=row[text_column] or "",
-                label=row[label_column] or "",
-                line=reader.line_num,
-            )
+    columns = csv_columns(path)
+    missing = [c for c in (text_column, label_column) if c not in columns]
+    if missing:
+        raise DatasetFormatError(f"{path}: missing column(s) {missing}; found {columns}")
+    for record in iter_csv(path):
+        yield Example(text=record.values[text_column], label=record.values[label_column], line=record.line)
 
 
 def _iter_jsonl(path: Path, text_column: str, label_column: str) -> Iterator[Example]:
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DatasetFormatError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise DatasetFormatError(f"{path}:{number}: expected a JSON object per line")
-            missing = [c for c in (text_column, label_column) if c not in row]
-            if missing:
-                raise DatasetFormatError(f"{path}:{number}: missing column(s) {missing}")
-            text, label = row[text_column], row[label_column]
-            yield Example(
-                text="" if text is None else str(text),
-                label="" if label is None else str(label),
-                line=number,
-            )
+    for record in iter_jsonl(path):
+        missing = [c for c in (text_column, label_column) if c not in record.values]
+        if missing:
+            raise DatasetFormatError(f"{path}:{record.line}: missing column(s) {missing}")
+        text, label = record.values[text_column], record.values[label_column]
+        yield Example(
+            text="" if text is None else str(text),
+            label="" if label is None else str(label),
+            line=record.line,
+        )
 
 
 def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:

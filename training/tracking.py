@@ -49,27 +49,12 @@ def run(experiment: str, run_name: str, run_id: str | None = None) -> Iterator[m
 class Registration:
     name: str
     version: str
-    champion: bool
 
 
-def register(model_uri: str, name: str, tags: dict[str, str], promote: bool) -> Registration:
-    """Register a logged model; point the champion alias at it when `promote`."""
+def register(model_uri: str, name: str, tags: dict[str, str]) -> Registration:
+    """Register a logged model as a new version (the champion alias moves only in `promote`)."""
     version = mlflow.register_model(model_uri, name, tags=tags)
-    if promote:
-        MlflowClient().set_registered_model_alias(name, CHAMPION, version.version)
-    return Registration(name=name, version=str(version.version), champion=promote)
-
-
-def champion_accuracy(name: str) -> float | None:
-    """Test accuracy of the current champion's training run; None when there is no champion."""
-    client = MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
-    except mlflow.exceptions.MlflowException:
-        return None
-    if version.run_id is None:
-        return None
-    return client.get_run(version.run_id).data.metrics.get("accuracy")
+    return Registration(name=name, version=str(version.version))
 
 
 def promote(name: str, version: str, tags: dict[str, str]) -> None:
@@ -88,4 +73,4 @@ def champion_variant(name: str) -> str | None:
         version = MlflowClient().get_model_version_by_alias(name, CHAMPION)
     except mlflow.exceptions.MlflowException:
         return None
-    return version.tags.get("variant") or version.tags.get("family")
+    return version.tags.get("variant")

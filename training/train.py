@@ -33,7 +33,6 @@ class TrainResult:
     run_id: str
     metrics: dict[str, float]
     registered_version: str
-    champion: bool
     passed_gate: bool
     train_seconds: float
 
@@ -46,8 +45,8 @@ def passes_gate(metrics: dict[str, float], params: Params) -> bool:
 def train(family: str, params: Params, model_dir: Path, reports_dir: Path) -> TrainResult:
     """Fit `family` on the prepared train split; write the model, metrics and plots; log to MLflow.
 
-    The model is registered in MLflow; the champion alias moves to it only when it passes the gate and
-    beats the current champion's test accuracy (`textclf select` then applies the full rule).
+    The model is registered in MLflow as a new version; the champion alias is left to the champion
+    rule (`textclf select`), so the alias and reports/champion.json never disagree.
     """
     data = params.data
     train_texts, train_labels = load_texts_labels(data.prepared_train, PREPARED_TEXT, PREPARED_LABEL)
@@ -91,13 +90,10 @@ def train(family: str, params: Params, model_dir: Path, reports_dir: Path) -> Tr
         for plot in plots:
             mlflow.log_artifact(str(plot), "plots")
 
-        best = tracking.champion_accuracy(params.registry.model_name)
-        promote = passes_gate(scalars, params) and (best is None or scalars["accuracy"] > best)
         registration = tracking.register(
             model.log_to_mlflow(),
             params.registry.model_name,
             tags={"family": family, "data_sha256": data_report["data_sha256"]},
-            promote=promote,
         )
         run_id = active.info.run_id
     result = TrainResult(
@@ -105,13 +101,12 @@ def train(family: str, params: Params, model_dir: Path, reports_dir: Path) -> Tr
         run_id=run_id,
         metrics=scalars,
         registered_version=registration.version,
-        champion=registration.champion,
         passed_gate=passes_gate(scalars, params),
         train_seconds=train_seconds,
     )
     (model_dir / RUN_FILE).write_text(json.dumps(asdict(result), indent=2), encoding="utf-8")
     if not result.passed_gate:
-        log.warning("%s did not pass the quality gate %s: not promoted", family, params.gate)
+        log.warning("%s did not pass the quality gate %s: it can never be champion", family, params.gate)
     return result
 
 

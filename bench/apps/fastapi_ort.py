@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from bench.apps.common import Body, new_app, parse_args, serve
-from bentos.runtime import OnnxClassifier
-from textclf.offline import go_offline
+from textclf.core.offline import go_offline
+from textclf.core.runtime import OnnxClassifier
 
 
 def main() -> None:

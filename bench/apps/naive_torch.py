@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.apps.common import Body, new_app, parse_args, serve
-from textclf.offline import go_offline
+from textclf.core.offline import go_offline
 
 
 def main() -> None:

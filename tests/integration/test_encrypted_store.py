@@ -17,7 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from auth.crypto import (
+from converters.store import store_tag
+from tests.conftest import REPO, Workspace
+from tests.helpers import bentoml_serve, bentoml_serve_fails
+from textclf.core.artifacts import SEALED_SUFFIX, write_sealed
+from textclf.core.contract import LABELS_FILE, MODEL_FILE, check_model_folder, read_model_folder
+from textclf.core.crypto import (
     DATA_KEY_ENV,
     DATA_KEY_FILE_ENV,
     DataKeyError,
@@ -27,12 +32,7 @@ from auth.crypto import (
     key_fingerprint,
     new_data_key,
 )
-from bentos.artifacts import SEALED_SUFFIX, write_sealed
-from bentos.contract import LABELS_FILE, MODEL_FILE, check_model_folder, read_model_folder
-from bentos.runtime import OnnxClassifier
-from converters.store import store_tag
-from tests.conftest import REPO, Workspace
-from tests.helpers import bentoml_serve, bentoml_serve_fails
+from textclf.core.runtime import OnnxClassifier
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +155,8 @@ def test_store_seals_again_when_the_key_changes_but_never_unseals(
 ) -> None:
     script = (
         "import sys; from pathlib import Path; from converters.store import save_to_store; "
-        "from bentos.artifacts import is_sealed; import bentoml; tag = save_to_store(Path(sys.argv[1])); "
+        "from textclf.core.artifacts import is_sealed; import bentoml; "
+        "tag = save_to_store(Path(sys.argv[1])); "
         "m = bentoml.models.get(tag); print(tag, is_sealed(m.path), m.info.metadata.get('data_key_id'))"
     )
     folder = str(trained_logreg.onnx_dir("logreg"))
@@ -232,3 +233,23 @@ def test_server_refuses_to_start_on_a_malformed_data_key(built_bento: dict[str, 
     }
     returncode, log = bentoml_serve_fails(built_bento["bento"], env, cwd=tmp_path, timeout_s=60)
     assert returncode != 0 and f"{DATA_KEY_ENV} must decode to 32 bytes (AES-256), got 16" in log, log[-3000:]
+
+
+def test_bentoml_serve_finds_the_data_key_that_make_run_made(
+    sealed_store: SealedStore, tmp_path: Path
+) -> None:
+    """No variable set: a plain `bentoml serve` opens the sealed store with HOME/data.key, the file
+    `make run` (`textclf auth data-key`) creates, as build, serve and bench do."""
+    home = tmp_path / "textclf-home"
+    home.mkdir()
+    (home / "data.key").write_text(sealed_store.key + "\n")
+    env = sealed_store.env(None) | {
+        "TEXTCLF_HOME": str(home),
+        "TEXTCLF_MODEL": sealed_store.model,
+        "TEXTCLF_AUTH": "false",
+        "TEXTCLF_AUDIT": "false",
+        "TEXTCLF_WORKERS": "1",
+    }
+    with bentoml_serve(sealed_store.bento, env, cwd=tmp_path) as url:
+        answer = httpx.post(f"{url}/classify", json={"texts": TEXTS[:1]}, timeout=30)
+    assert answer.status_code == 200 and answer.json()[0]["label"] == "pin_blocked"

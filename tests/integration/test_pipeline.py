@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, TINY_EXPORT, TINY_LSTM
 from tests.helpers import bin_path, write_csv, write_tiny_dataset
@@ -19,6 +20,7 @@ CODE = [
     "training",
     "converters",
     "bentos",
+    "auth",
     "textclf",
     "bentofile.yaml",
     "requirements-serving.txt",
@@ -69,8 +71,15 @@ def test_repro_runs_every_stage_then_nothing(project: Path) -> None:
         assert (project / "artifacts" / "onnx" / variant / "model.onnx").is_file()
     champion = json.loads((project / "reports" / "champion.json").read_text())
     assert champion["variant"] in {"logreg", "lstm", "lstm-int8"}
+    # One source of truth: the report records what the MLflow alias points at, and the build stage
+    # (`textclf build --model champion`, which reads the alias) built exactly that model.
+    alias = MlflowClient().get_model_version_by_alias("tests-pipeline", "champion")
+    assert (alias.tags["variant"], str(alias.version)) == (
+        champion["variant"],
+        champion["registered_version"],
+    )
     bento = json.loads((project / "artifacts" / "bento" / "champion.json").read_text())
-    assert bento["model"] == champion["model_tag"]
+    assert bento["model"] == champion["model_tag"] == alias.tags["bentoml_model"]
     comparison = (project / "reports" / "comparison.md").read_text()
     assert all(f"{v}**" in comparison or f"| {v} |" in comparison for v in ("logreg", "lstm", "lstm-int8"))
     assert comparison.count("(champion)") == 1

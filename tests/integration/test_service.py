@@ -6,8 +6,8 @@ import bentoml
 import httpx
 import pytest
 
-from bentos.runtime import OnnxClassifier
 from tests.conftest import Workspace
+from textclf.core.runtime import OnnxClassifier
 
 pytestmark = pytest.mark.integration
 

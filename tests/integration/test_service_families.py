@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bentos.runtime import OnnxClassifier
 from converters.bundle import build_bento
 from tests.conftest import REPO, SECURITY_OFF, SERVER_LIMITS, Workspace
 from tests.helpers import bentoml_serve
+from textclf.core.runtime import OnnxClassifier
 
 pytestmark = pytest.mark.integration
 

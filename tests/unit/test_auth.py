@@ -6,6 +6,7 @@ import asyncio
 import json
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -26,9 +27,27 @@ from auth.tokens import InvalidToken, TokenService
 from tests.auth_helpers import SECRETS, make_auth_folder
 
 
-def service(folder: Path, alg: str = "RS256", ttl_s: int = 60) -> TokenService:
+class Clock:
+    """A clock a test moves by hand instead of sleeping: the wall clock plus `offset` seconds (it starts
+    at the wall clock because PyJWT always checks tokens against the wall clock as well)."""
+
+    def __init__(self, offset: float = 0.0):
+        self.offset = offset
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def service(
+    folder: Path, alg: str = "RS256", ttl_s: int = 60, clock: Callable[[], float] = time.time
+) -> TokenService:
     return TokenService(
-        lambda: load_ring(folder), issuer="textclf", audience="textclf-api", algorithm=alg, ttl_s=ttl_s
+        lambda: load_ring(folder),
+        issuer="textclf",
+        audience="textclf-api",
+        algorithm=alg,
+        ttl_s=ttl_s,
+        clock=clock,
     )
 
 
@@ -86,8 +105,13 @@ def test_retire_expired_only_takes_keys_no_token_can_need(tmp_path: Path) -> Non
     init_ring(tmp_path)
     first = load_ring(tmp_path).active.kid
     rotate(tmp_path)
-    assert retire_expired(tmp_path, max_token_ttl_s=3600) == []
-    assert retire_expired(tmp_path, max_token_ttl_s=0) == [first]
+    rotated_out = load_ring(tmp_path).keys[first].rotated_out
+    assert rotated_out is not None
+    # a token signed just before the rotation lives until exactly rotated_out + ttl
+    assert retire_expired(tmp_path, max_token_ttl_s=3600, clock=lambda: rotated_out + 3600) == []
+    assert first in load_ring(tmp_path).keys
+    assert retire_expired(tmp_path, max_token_ttl_s=3600, clock=lambda: rotated_out + 3600.5) == [first]
+    assert list(load_ring(tmp_path).keys) == [load_ring(tmp_path).active.kid]  # the active key stays
 
 
 def test_missing_or_broken_ring_is_a_clear_error(tmp_path: Path) -> None:
@@ -110,14 +134,41 @@ def test_reloading_keeps_the_last_good_value(tmp_path: Path) -> None:
     assert value.get() == {"v": 22}
 
 
+def test_reloading_looks_at_the_file_at_most_once_per_interval(tmp_path: Path) -> None:
+    path = tmp_path / "value.json"
+    path.write_text('{"v": 1}')
+    now = [100.0]
+    value = Reloading(path, lambda: json.loads(path.read_text()), interval_s=1.0, clock=lambda: now[0])
+    path.write_text('{"v": 22}')
+    now[0] = 100.99
+    assert value.get() == {"v": 1}  # inside the interval: the file is not even looked at
+    now[0] = 101.0
+    assert value.get() == {"v": 22}
+    path.write_text('{"v": 333}')
+    now[0] = 101.5
+    assert value.get() == {"v": 22}  # the interval restarts at each look
+    now[0] = 102.0
+    assert value.get() == {"v": 333}
+
+
 def test_cached_tokens_still_expire(tmp_path: Path) -> None:
     init_ring(tmp_path)
-    tokens = service(tmp_path, ttl_s=1)
+    clock = Clock()
+    tokens = service(tmp_path, ttl_s=600, clock=clock)
     issued = tokens.issue("a", ["classify"])
-    tokens.verify(issued.token)  # valid now, and cached
-    time.sleep(2.05)
+    first = tokens.verify(issued.token)  # valid now, and cached
+    clock.offset = 300
+    assert tokens.verify(issued.token) is first  # half-way through its life: served from the cache
+    clock.offset = 601
     with pytest.raises(InvalidToken, match="expired"):
         tokens.verify(issued.token)
+
+
+def test_a_token_from_the_services_future_is_not_valid_yet(tmp_path: Path) -> None:
+    init_ring(tmp_path)
+    issued = service(tmp_path).issue("a", ["classify"])
+    with pytest.raises(InvalidToken, match="not valid yet"):
+        service(tmp_path, clock=Clock(offset=-120)).verify(issued.token)  # its clock is 2 min behind
 
 
 def test_credentials_store_only_argon2_hashes(tmp_path: Path) -> None:
@@ -238,6 +289,7 @@ def _middleware(tmp_path: Path, **changes: object) -> tuple[AuthMiddleware, Auth
 def test_middleware_rate_limits_per_subject(tmp_path: Path) -> None:
     async def scenario() -> list[httpx.Response]:
         app, config = _middleware(tmp_path)
+        app.limiter.clock = lambda: 0.0  # time stands still: no refill between the requests, however slow
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
         tokens = service(config.auth_dir)
         heavy = {"Authorization": f"Bearer {tokens.issue('heavy', ['classify']).token}"}

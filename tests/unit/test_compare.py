@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from training.compare import Candidate, NoChampionError, choose, table, update_readme
+from training.compare import Candidate, NoChampionError, choose, table, table_from_reports
 from training.params import ChampionParams, GateParams, Params
 
 
@@ -61,15 +59,12 @@ def test_no_eligible_variant_is_a_clear_error() -> None:
         choose([candidate("bert", 0.94, 30.0)], PARAMS)
 
 
-def test_table_and_readme_block(tmp_path: Path) -> None:
+def test_table_and_its_regeneration_from_reports() -> None:
     pool = [candidate("logreg", 0.90, 0.1), candidate("bert-int8", 0.93, 8.0)]
     markdown = table(pool, pool[1])
     assert markdown.splitlines()[2].startswith("| **bert-int8** (champion) | 0.9300")
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- comparison:start -->\nold\n<!-- comparison:end -->\noutro\n")
-    assert update_readme(readme, markdown)
-    assert (
-        readme.read_text()
-        == f"intro\n<!-- comparison:start -->\n{markdown}\n<!-- comparison:end -->\noutro\n"
-    )
-    assert not update_readme(tmp_path / "missing.md", markdown)
+    report = {c.variant: {k: getattr(c, k) for k in FLOATS} for c in pool}
+    assert table_from_reports(report, "bert-int8") == markdown
+
+
+FLOATS = ("accuracy", "macro_f1", "onnx_mb", "texts_per_s", "p95_ms_single")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from auth.crypto import (
+from textclf.core.artifacts import ModelFiles, has_artifact, read_artifact
+from textclf.core.crypto import (
     DATA_KEY_ENV,
     DATA_KEY_FILE_ENV,
     MAGIC,
@@ -24,7 +25,6 @@ from auth.crypto import (
     new_data_key,
     read_sealed_log,
 )
-from bentos.artifacts import ModelFiles, has_artifact, read_artifact
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -81,13 +81,30 @@ def test_key_id_is_a_short_fingerprint() -> None:
         Sealer(b"short")
 
 
-def test_new_key_loads_from_the_environment() -> None:
+def test_new_key_loads_from_the_environment(tmp_path: Path) -> None:
     text = new_data_key()
     assert new_data_key() != text
-    assert load_data_key({DATA_KEY_ENV: text}) == base64.urlsafe_b64decode(text)
-    assert load_data_key({DATA_KEY_ENV: text.rstrip("=")}) == base64.urlsafe_b64decode(text)
-    assert load_data_key({}) is None
-    assert load_data_key({DATA_KEY_ENV: ""}) is None
+    home = {"TEXTCLF_HOME": str(tmp_path)}  # no HOME/data.key there
+    assert load_data_key(home | {DATA_KEY_ENV: text}) == base64.urlsafe_b64decode(text)
+    assert load_data_key(home | {DATA_KEY_ENV: text.rstrip("=")}) == base64.urlsafe_b64decode(text)
+    assert load_data_key(home) is None
+    assert load_data_key(home | {DATA_KEY_ENV: ""}) is None
+
+
+def test_the_default_key_file_is_found_without_any_variable(tmp_path: Path) -> None:
+    """`make run` writes HOME/data.key once; build, serve, bench and `bentoml serve` find it unasked."""
+    text = new_data_key()
+    (tmp_path / "data.key").write_text(text + "\n")
+    home = {"TEXTCLF_HOME": str(tmp_path)}
+    assert load_data_key(home) == base64.urlsafe_b64decode(text)
+    inline = new_data_key()  # an explicit key wins over the default file
+    assert load_data_key(home | {DATA_KEY_ENV: inline}) == base64.urlsafe_b64decode(inline)
+    other = tmp_path / "other.key"
+    other.write_text(inline)
+    assert load_data_key(home | {DATA_KEY_FILE_ENV: str(other)}) == base64.urlsafe_b64decode(inline)
+    (tmp_path / "data.key").write_text("garbage")
+    with pytest.raises(DataKeyError, match=r"default key file .*data\.key"):
+        load_data_key(home)
 
 
 def test_key_from_a_file(tmp_path: Path) -> None:

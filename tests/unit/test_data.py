@@ -18,6 +18,25 @@ def test_csv_rows_stream_with_line_numbers(tmp_path: Path) -> None:
     assert rows[0].line == 2
 
 
+def test_csv_with_a_byte_order_mark_keeps_its_first_column(tmp_path: Path) -> None:
+    """Spreadsheet exports start with a BOM; it must not become part of the `text` column's name."""
+    path = tmp_path / "d.csv"
+    path.write_bytes("\ufefftext,category\nhello,a\n\nbye,b\n".encode())
+    rows = list(iter_examples(path, "text", "category"))
+    assert [(r.text, r.label, r.line) for r in rows] == [("hello", "a", 2), ("bye", "b", 4)]
+
+
+def test_ragged_and_undecodable_rows_are_format_errors(tmp_path: Path) -> None:
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("text,category\nhello,a\nbye,b,extra\n", encoding="utf-8")
+    with pytest.raises(DatasetFormatError, match=r"ragged.csv:3: 3 fields but the header has 2"):
+        list(iter_examples(ragged, "text", "category"))
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,category\nhello,a\ncaf\u00e9,b\n".encode("latin-1"))
+    with pytest.raises(DatasetFormatError, match=r"latin.csv:3: not UTF-8 text"):
+        list(iter_examples(latin, "text", "category"))
+
+
 def test_jsonl_with_custom_columns(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     lines = [{"utterance": "hi there", "intent": "greet"}, {"utterance": "bye", "intent": "leave"}]

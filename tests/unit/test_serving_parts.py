@@ -5,31 +5,43 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from bentos.batcher import GreedyBatcher, Overloaded
-from bentos.runtime import plan_calls
-from bentos.settings import SettingsError, load_settings
+from textclf.core.runtime import plan_calls
+from textclf.core.settings import SettingsError, load_settings
+
+WAIT_S = 30  # a deadline for events that come at once when the code works, never a measured time
 
 
 class Recorder:
-    """A fake model: doubles numbers, remembers each batch, optionally slow or failing."""
+    """A fake model: doubles numbers, remembers each batch, optionally held back, meeting or failing.
 
-    def __init__(self, delay_s: float = 0.0, fail_on: int | None = None):
+    `hold` keeps every batch waiting until the test calls `release.set()`, so requests provably queue
+    behind a busy lane; `meet` makes each batch wait at a barrier that only concurrent batches pass."""
+
+    def __init__(self, *, hold: bool = False, meet: int = 0, fail_on: int | None = None):
         self.batches: list[list[int]] = []
-        self.delay_s = delay_s
         self.fail_on = fail_on
         self.threads: set[str] = set()
         self.lock = threading.Lock()
+        self.started = threading.Event()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+        self.barrier = threading.Barrier(meet) if meet else None
 
     def __call__(self, items: list[int]) -> list[int]:
         with self.lock:
             self.batches.append(list(items))
             self.threads.add(threading.current_thread().name)
-        time.sleep(self.delay_s)
+        self.started.set()
+        if self.barrier is not None:
+            self.barrier.wait(timeout=WAIT_S)  # BrokenBarrierError unless the other batches run meanwhile
+        if not self.release.wait(timeout=WAIT_S):
+            raise TimeoutError("the test never released the model")
         if self.fail_on is not None and self.fail_on in items:
             raise ValueError("model failed")
         return [2 * i for i in items]
@@ -39,60 +51,85 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def test_each_request_gets_its_own_answers_in_order() -> None:
-    model = Recorder(delay_s=0.02)
+async def submit_held(batcher: GreedyBatcher, model: Recorder, requests: list[list[int]]) -> list:
+    """Submit every request while the model holds its first batch, then let it go: the first request
+    runs alone and the rest queue behind it, whatever the machine's speed."""
+    tasks = [asyncio.create_task(batcher.submit(r)) for r in requests]
+    await asyncio.sleep(0)  # one loop turn: every task has submitted (or been refused)
+    model.release.set()
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_an_idle_batcher_hands_a_request_to_a_lane_at_once() -> None:
+    model = Recorder(hold=True)
 
     async def main():
         batcher = GreedyBatcher(model, lanes=1, max_batch_size=64, max_queued=1000)
-        requests = [list(range(i * 10, i * 10 + 1 + i % 3)) for i in range(20)]
-        answers = await asyncio.gather(*(batcher.submit(r) for r in requests))
-        return requests, answers
+        task = asyncio.create_task(batcher.submit([7]))
+        await asyncio.sleep(0)  # one loop turn: submit() has run
+        # Block the event loop: a batcher that waited for a timer or a later loop turn could not start the
+        # model now, so the model starting proves the request went to a lane inside submit() itself.
+        started = model.started.wait(timeout=WAIT_S)
+        model.release.set()
+        return started, await task
 
-    requests, answers = run(main())
+    started, answer = run(main())
+    assert started, "the model did not start while the event loop was blocked: the batcher waits"
+    assert answer == [14] and model.batches == [[7]]
+
+
+def test_each_request_gets_its_own_answers_in_order() -> None:
+    model = Recorder(hold=True)
+    requests = [list(range(i * 10, i * 10 + 1 + i % 3)) for i in range(20)]
+
+    async def main():
+        batcher = GreedyBatcher(model, lanes=1, max_batch_size=64, max_queued=1000)
+        return await submit_held(batcher, model, requests)
+
+    answers = run(main())
     assert answers == [[2 * i for i in r] for r in requests]
-    assert len(model.batches) < 20  # requests that waited together ran together
-    assert sorted(i for b in model.batches for i in b) == sorted(i for r in requests for i in r)
+    # the first ran alone on the idle lane; the 19 that waited behind it ran together, in order
+    assert model.batches == [requests[0], [i for r in requests[1:] for i in r]]
 
 
 def test_batches_respect_the_size_limit_but_never_split_a_request() -> None:
-    model = Recorder(delay_s=0.01)
+    model = Recorder(hold=True)
+    requests = [[n] * 3 for n in range(6)] + [[9] * 8]
 
     async def main():
         batcher = GreedyBatcher(model, lanes=1, max_batch_size=5, max_queued=1000)
-        await asyncio.gather(*(batcher.submit([n] * 3) for n in range(6)), batcher.submit([9] * 8))
+        return await submit_held(batcher, model, requests)
 
-    run(main())
-    assert [9] * 8 in model.batches  # a request larger than the limit runs alone, whole
-    assert all(len(b) <= 5 for b in model.batches if 9 not in b)
+    answers = run(main())
+    assert answers == [[2 * i for i in r] for r in requests]
+    # two requests of 3 would pass the limit of 5, so each runs alone; the 8 runs alone, whole
+    assert model.batches == requests
 
 
 def test_lanes_run_batches_in_parallel() -> None:
-    model = Recorder(delay_s=0.1)
+    model = Recorder(meet=2)  # each batch waits at a barrier that only two batches running at once pass
 
     async def main():
         batcher = GreedyBatcher(model, lanes=2, max_batch_size=1, max_queued=1000)
-        started = time.perf_counter()
-        await asyncio.gather(batcher.submit([1]), batcher.submit([2]))
-        return time.perf_counter() - started
+        return await asyncio.gather(batcher.submit([1]), batcher.submit([2]), return_exceptions=True)
 
-    elapsed = run(main())
+    answers = run(main())
+    assert answers == [[2], [4]], "the two batches did not run at the same time"
     assert len(model.threads) == 2
-    assert elapsed < 0.19  # two 0.1 s batches at once, not one after the other
 
 
 def test_a_full_queue_refuses_new_requests() -> None:
-    model = Recorder(delay_s=0.05)
+    model = Recorder(hold=True)
 
     async def main():
         batcher = GreedyBatcher(model, lanes=1, max_batch_size=2, max_queued=4)
-        results = await asyncio.gather(*(batcher.submit([n, n]) for n in range(6)), return_exceptions=True)
-        return results
+        return await submit_held(batcher, model, [[n, n] for n in range(6)])
 
     results = run(main())
-    refused = [r for r in results if isinstance(r, Overloaded)]
-    served = [r for r in results if isinstance(r, list)]
-    assert refused and served
-    assert len(refused) + len(served) == 6
+    # [0, 0] runs at once; [1, 1] and [2, 2] fill the queue's 4 texts; the rest are refused
+    assert results[:3] == [[0, 0], [2, 2], [4, 4]]
+    assert all(isinstance(r, Overloaded) for r in results[3:]), results
+    assert model.batches == [[0, 0], [1, 1], [2, 2]]  # at most 2 texts a batch
 
 
 def test_a_model_error_reaches_only_its_batch() -> None:
@@ -108,20 +145,25 @@ def test_a_model_error_reaches_only_its_batch() -> None:
 
 
 def test_requests_abandoned_while_queued_are_skipped() -> None:
-    model = Recorder(delay_s=0.05)
+    model = Recorder(hold=True)
 
     async def main():
         batcher = GreedyBatcher(model, lanes=1, max_batch_size=1, max_queued=100)
         first = asyncio.create_task(batcher.submit([1]))
-        await asyncio.sleep(0.01)  # the lane is busy with [1]
+        await asyncio.sleep(0)  # one loop turn: [1] holds the only lane
         gone = asyncio.create_task(batcher.submit([2]))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # [2] is queued behind it
         gone.cancel()
-        assert await batcher.submit([3]) == [6]
-        await first
+        third = asyncio.create_task(batcher.submit([3]))
+        await asyncio.sleep(0)
+        model.release.set()
+        answers = await asyncio.gather(first, third)
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        return answers
 
-    run(main())
-    assert [2] not in model.batches
+    assert run(main()) == [[2], [6]]
+    assert model.batches == [[1], [3]]
 
 
 @pytest.mark.parametrize("cost", [0, 4, 16, 1000])

@@ -68,7 +68,7 @@ def test_label_without_training_examples(tmp_path: Path) -> None:
         run(params_for(data))
 
 
-def test_leakage_fails_by_default_and_can_drop_train_copies(tmp_path: Path) -> None:
+def test_leakage_fails_or_drops_train_copies(tmp_path: Path) -> None:
     data = write_tiny_dataset(tmp_path / "d")
     test_text, test_label = (data / "test.csv").read_text().splitlines()[1].rsplit(",", 1)
     rewrite(data / "train.csv", [("\n" + test_text + "  ", test_label)])  # differs only by whitespace

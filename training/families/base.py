@@ -5,17 +5,35 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from textclf.core.contract import InputKind
 from training.epochs import EpochStats
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 
 class ModelFamily(ABC):
     """A trainable text classifier: fit on texts and labels, score texts, save and load itself."""
 
     name: ClassVar[str]
+    # What its exported graph takes: raw strings ("text") or token ids from `tokenizer` ("tokens").
+    input_kind: ClassVar[InputKind]
+    # Token-based families: the fast tokenizer the server runs in front of the graph; None otherwise.
+    tokenizer: Tokenizer | None = None
+
+    @property
+    def max_length(self) -> int | None:
+        """Tokens kept per text (the server truncates the same way); None for string-input families."""
+        return None
+
+    @property
+    def pad_id(self) -> int | None:
+        """The padding token id the server pads batches with; None for string-input families."""
+        return None
 
     @property
     @abstractmethod

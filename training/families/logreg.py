@@ -24,10 +24,11 @@ class LogregFamily(ModelFamily):
     """Word n-gram TF-IDF features into a multinomial logistic regression."""
 
     name = "logreg"
+    input_kind = "text"  # skl2onnx's graph tokenises raw strings itself: no tokenizer, no padding
 
     def __init__(self, params: LogregParams | None = None, pipeline: Pipeline | None = None):
         self.hparams = params or LogregParams()
-        self.pipeline = pipeline or self._build(self.hparams)
+        self.pipeline: Pipeline = pipeline or self._build(self.hparams)
 
     @staticmethod
     def _build(p: LogregParams) -> Pipeline:

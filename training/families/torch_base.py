@@ -26,6 +26,7 @@ TOKENIZER_FILE = "tokenizer.json"
 class TorchFamily(ModelFamily):
     """A token-based classifier: a `tokenizers` tokenizer feeding a torch module that returns logits."""
 
+    input_kind = "tokens"  # the graph takes input_ids and attention_mask from `tokenizer`
     params_class: ClassVar[type[TorchParams]]
     config_file: ClassVar[str]  # where save() records the parameters and labels
 
@@ -63,6 +64,10 @@ class TorchFamily(ModelFamily):
             Tokenizer.from_file(str(directory / TOKENIZER_FILE)), family.hparams.max_length
         )
         return family
+
+    @property
+    def max_length(self) -> int:
+        return self.hparams.max_length
 
     @property
     def pad_id(self) -> int:

@@ -14,8 +14,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from bentos.artifacts import ModelFiles
-from bentos.contract import (
+from textclf.core.artifacts import ModelFiles
+from textclf.core.contract import (
     MODEL_FILE,
     PROBABILITIES_OUTPUT,
     TOKENIZER_FILE,
@@ -100,7 +100,7 @@ class _TokenFeeder:
 class OnnxClassifier:
     """One ONNX Runtime session plus the label map (and tokenizer); built once per process.
 
-    A sealed folder (see bentos.artifacts) is decrypted in memory with `key`, or the environment's
+    A sealed folder (see textclf.core.artifacts) is decrypted in memory with `key`, or the environment's
     data key when None: no plaintext model ever touches the disk."""
 
     def __init__(

@@ -2,7 +2,7 @@
 
 A model folder holds `model.onnx`, `labels.json` (class names in output order), `metadata.json`
 (`ModelMetadata`) and, for token-based families, `tokenizer.json`; in the model store each may be
-sealed (encrypted at rest) as `<name>.sealed`, read through bentos.artifacts.
+sealed (encrypted at rest) as `<name>.sealed`, read through textclf.core.artifacts.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from auth.crypto import DataKeyError, SealedDataError
-from bentos.artifacts import ModelFiles
+from textclf.core.artifacts import ModelFiles
+from textclf.core.crypto import DataKeyError, SealedDataError
+from textclf.core.variants import Precision, Variant
 
 MODEL_FILE = "model.onnx"
 LABELS_FILE = "labels.json"
@@ -37,9 +38,18 @@ class ModelMetadata:
     metrics: dict[str, float] = field(default_factory=dict)
     max_length: int | None = None  # token-based families: truncation length
     pad_id: int | None = None  # token-based families: the padding token id
-    precision: str = "fp32"  # fp32 or int8
+    precision: Precision = "fp32"
     mlflow_run_id: str | None = None
     registered_version: str | None = None
+
+    @property
+    def variant(self) -> Variant:
+        return Variant(self.family, self.precision)
+
+    @property
+    def store_tag(self) -> str:
+        """Its BentoML model store tag, `textclf-<variant>:<version>` (version: hash of the ONNX bytes)."""
+        return f"{self.variant.store_name}:{self.version}"
 
 
 def write_model_folder(folder: Path, onnx_bytes: bytes, labels: list[str], metadata: ModelMetadata) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from auth.crypto import (
+from textclf.core.crypto import (
     DATA_KEY_ENV,
     DATA_KEY_FILE_ENV,
     DataKeyError,

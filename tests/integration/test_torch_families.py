@@ -10,12 +10,14 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from bentos.contract import TOKENIZER_FILE, read_model_folder
-from bentos.runtime import OnnxClassifier
 from converters.store import store_tag
 from tests.conftest import Workspace
+from textclf.core.contract import TOKENIZER_FILE, read_model_folder
+from textclf.core.runtime import OnnxClassifier
 from training import torch_loop
 from training.families import load_family
+
+pytestmark = pytest.mark.integration  # trains a model or uses the BentoML store
 
 TEXTS = [
     "my pin is blocked please",

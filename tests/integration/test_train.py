@@ -1,4 +1,5 @@
-"""Training: the family learns, the run is tracked in MLflow, the gate guards the champion alias."""
+"""Training: the family learns, the run is tracked and registered in MLflow; only the champion rule
+moves the `champion` alias, and never to a model below the gate."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import Workspace, make_workspace
 from tests.helpers import write_csv
+from textclf.core.variants import Variant
+from training.compare import Candidate, NoChampionError, champion_variant, register_champion
 from training.families import UnknownFamilyError, create_family, load_family
 from training.params import load_params
 from training.train import train
 from training.validate import prepare
+
+pytestmark = pytest.mark.integration  # trains a model or uses the BentoML store
 
 
 def test_logreg_learns_the_tiny_task(trained_logreg: Workspace) -> None:
@@ -34,7 +39,7 @@ def test_saved_model_round_trips(trained_logreg: Workspace) -> None:
     assert probs.sum(axis=1) == pytest.approx([1.0, 1.0])
 
 
-def test_run_is_tracked_and_registered_as_champion(trained_logreg: Workspace) -> None:
+def test_run_is_tracked_and_registered(trained_logreg: Workspace) -> None:
     run_info = json.loads((trained_logreg.model_dir("logreg") / "mlflow_run.json").read_text())
     run = mlflow.get_run(run_info["run_id"])
     assert run.data.metrics["accuracy"] == pytest.approx(run_info["metrics"]["accuracy"])
@@ -43,14 +48,25 @@ def test_run_is_tracked_and_registered_as_champion(trained_logreg: Workspace) ->
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "plots")}
     assert artifacts == {"plots/confusion_logreg.png"}
     params = load_params(trained_logreg.params_file)
-    champion = MlflowClient().get_model_version_by_alias(params.registry.model_name, "champion")
-    assert champion.run_id == run.info.run_id
+    version = MlflowClient().get_model_version(params.registry.model_name, run_info["registered_version"])
+    assert version.run_id == run.info.run_id and run_info["passed_gate"]
 
 
-def test_gate_keeps_champion_alias_off_a_weak_model(tmp_path: Path, trained_logreg: Workspace) -> None:
+def _candidate(variant: str, registered_version: str | None) -> Candidate:
+    return Candidate(
+        variant, variant, "fp32", 0.95, 0.95, 1.0, 1000.0, 1.0, f"textclf-{variant}:v", registered_version
+    )
+
+
+def test_only_the_champion_rule_moves_the_alias(tmp_path: Path, trained_logreg: Workspace) -> None:
     params = load_params(trained_logreg.params_file)
+    run_info = json.loads((trained_logreg.model_dir("logreg") / "mlflow_run.json").read_text())
+    register_champion(params, _candidate("logreg", run_info["registered_version"]))
+    assert champion_variant(params) == Variant("logreg")
     client = MlflowClient()
     before = client.get_model_version_by_alias(params.registry.model_name, "champion").version
+    assert str(before) == run_info["registered_version"]
+
     ws = make_workspace(tmp_path)
     test_csv = ws.root / "data" / "test.csv"
     rows = [line.rsplit(",", 1) for line in test_csv.read_text().splitlines()[1:]]
@@ -61,9 +77,11 @@ def test_gate_keeps_champion_alias_off_a_weak_model(tmp_path: Path, trained_logr
     strict = strict.model_copy(update={"registry": params.registry})
     prepare(strict.data, ws.reports / "data.json")
     result = train("logreg", strict, ws.model_dir("logreg"), ws.reports)
-    assert not result.champion
+    assert not result.passed_gate
     after = client.get_model_version_by_alias(params.registry.model_name, "champion").version
-    assert after == before != result.registered_version
+    assert after == before != int(result.registered_version)  # training registered it, the alias stayed
+    with pytest.raises(NoChampionError, match="no registered MLflow version"):
+        register_champion(params, _candidate("lstm", None))
 
 
 def test_unknown_family_is_a_clear_error(trained_logreg: Workspace) -> None:

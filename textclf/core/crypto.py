@@ -1,9 +1,9 @@
 """AES-256-GCM encryption at rest: the data key, sealed blobs and append-only sealed JSON-lines logs.
 
-The key comes from the environment (TEXTCLF_DATA_KEY) or a mounted file (TEXTCLF_DATA_KEY_FILE), never
-from the repository. Every message gets a fresh random nonce; the GCM tag authenticates the ciphertext
-and the caller's associated data (e.g. a file name), so a tampered, swapped or wrongly-keyed blob is
-refused, never silently decrypted to garbage.
+The key comes from the environment (TEXTCLF_DATA_KEY), a mounted file (TEXTCLF_DATA_KEY_FILE) or the
+default key file HOME/data.key that `make run` creates, never from the repository. Every message gets a
+fresh random nonce; the GCM tag authenticates the ciphertext and the caller's associated data (e.g. a file
+name), so a tampered, swapped or wrongly-keyed blob is refused, never silently decrypted to garbage.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from textclf.core.settings import SettingsError, load_settings
 
 DATA_KEY_ENV = "TEXTCLF_DATA_KEY"
 DATA_KEY_FILE_ENV = "TEXTCLF_DATA_KEY_FILE"
@@ -55,23 +57,29 @@ def decode_data_key(text: str, source: str = DATA_KEY_ENV) -> bytes:
 
 
 def load_data_key(environ: Mapping[str, str] | None = None) -> bytes | None:
-    """The data key from TEXTCLF_DATA_KEY or the file TEXTCLF_DATA_KEY_FILE names; None when neither
-    is set. Both set is an error: two sources of one secret invite serving with the wrong one."""
-    environ = os.environ if environ is None else environ
-    inline = environ.get(DATA_KEY_ENV) or None
-    key_file = environ.get(DATA_KEY_FILE_ENV) or None
-    if inline is not None and key_file is not None:
+    """The data key from TEXTCLF_DATA_KEY, or the file TEXTCLF_DATA_KEY_FILE names, or the default key
+    file HOME/data.key (`make run` makes it) when that exists; None when there is none. Both variables
+    set is an error: two sources of one secret invite serving with the wrong one."""
+    try:
+        settings = load_settings(environ)
+    except SettingsError as exc:
+        raise DataKeyError(str(exc)) from None
+    if settings.data_key is not None and settings.data_key_file is not None:
         raise DataKeyError(f"set only one of {DATA_KEY_ENV} and {DATA_KEY_FILE_ENV}, not both")
-    if inline is not None:
-        return decode_data_key(inline, DATA_KEY_ENV)
+    if settings.data_key is not None:
+        return decode_data_key(settings.data_key.get_secret_value(), DATA_KEY_ENV)
+    key_file = settings.data_key_path
     if key_file is None:
         return None
+    source = (
+        f"{DATA_KEY_FILE_ENV}={key_file}" if settings.data_key_file else f"the default key file {key_file}"
+    )
     try:
-        text = Path(key_file).expanduser().read_text(encoding="ascii")
+        text = key_file.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise DataKeyError(f"{DATA_KEY_FILE_ENV}={key_file}: cannot read the key file ({reason})") from None
-    return decode_data_key(text, f"the key file {DATA_KEY_FILE_ENV}={key_file}")
+        raise DataKeyError(f"{source}: cannot read the key file ({reason})") from None
+    return decode_data_key(text, f"the key file {source}")
 
 
 def key_fingerprint(key: bytes) -> str:

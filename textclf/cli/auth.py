@@ -1,6 +1,7 @@
 """Operator commands for the security layer: `textclf auth ...` and `textclf token`.
 
-They act on the folders the server reads (TEXTCLF_AUTH_DIR, TEXTCLF_AUDIT_DIR; `--auth-dir` overrides),
+They act on the folders the server reads (TEXTCLF_AUTH_DIR, TEXTCLF_AUDIT_DIR, by default under
+TEXTCLF_HOME = ~/.textclf; `--auth-dir` overrides),
 and every change is written to the audit log.
 """
 
@@ -19,21 +20,23 @@ from auth.credentials import CredentialsError, add_principal, check_scopes, load
 from auth.keys import KeyRingError, init_ring, load_ring, retire, retire_expired, rotate
 from auth.scopes import SCOPES
 from auth.tokens import TokenService
+from textclf.core.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(help="Signing keys, clients and users of the token endpoint.", no_args_is_help=True)
-console = Console(stderr=True)
+console = Console(stderr=True)  # the same stderr console as textclf.cli.common
 
 AuthDirOption = typer.Option(
-    None, "--auth-dir", help="Auth folder (default: TEXTCLF_AUTH_DIR or ~/.textclf/auth)."
+    None, "--auth-dir", help="Auth folder (default: TEXTCLF_AUTH_DIR, else HOME/auth)."
 )
 AlgOption = typer.Option(None, "--alg", help="RS256 or HS256 (default: TEXTCLF_TOKEN_ALG, RS256).")
 ScopeOption = typer.Option(..., "--scope", help=f"Space-separated scopes: some of {' '.join(SCOPES)}.")
 
 
-def _settings():
-    from bentos.settings import load_settings
-
-    return load_settings()
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _folder(auth_dir: Path | None) -> Path:
@@ -204,22 +207,40 @@ def token(
 
 @app.command("data-key")
 def data_key(
-    output: Path = typer.Option(
-        ..., "--output", "-o", help="File to write (mode 0600); mount it, never commit it."
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="File to write (mode 0600); default HOME/data.key (TEXTCLF_HOME, ~/.textclf), where every "
+        "command finds it. Mount it, never commit it.",
     ),
     force: bool = typer.Option(
         False, "--force", help="Replace an existing key file (data sealed with it is lost)."
     ),
+    if_missing: bool = typer.Option(
+        False, "--if-missing", help="Do nothing when a data key is already configured or the file exists."
+    ),
 ) -> None:
-    """Make an AES-256 data key for encryption at rest (point TEXTCLF_DATA_KEY_FILE at it)."""
-    from auth.crypto import new_data_key
+    """Make an AES-256 data key for encryption at rest (found by default at HOME/data.key)."""
     from auth.keys import write_private
+    from textclf.core.crypto import DataKeyError, load_data_key, new_data_key
 
-    if output.exists() and not force:
+    settings = _settings()
+    target = (output or settings.default_data_key_file).expanduser()
+    if if_missing:
+        try:
+            configured = load_data_key() is not None
+        except DataKeyError as exc:
+            raise _fail(str(exc)) from None
+        if configured or target.exists():
+            console.print(f"kept the data key ({settings.data_key_path or 'TEXTCLF_DATA_KEY'})")
+            return
+    if target.exists() and not force:
         raise _fail(
-            f"{output} exists; --force replaces it, and whatever was sealed with it becomes unreadable"
+            f"{target} exists; --force replaces it, and whatever was sealed with it becomes unreadable"
         )
-    output.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_private(output, (new_data_key() + "\n").encode())
-    _audit("data-key", detail=f"wrote {output}")
-    console.print(f"wrote {output}; serve and build with TEXTCLF_DATA_KEY_FILE={output}")
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_private(target, (new_data_key() + "\n").encode())
+    _audit("data-key", detail=f"wrote {target}")
+    where = "" if target == settings.default_data_key_file else f" (set TEXTCLF_DATA_KEY_FILE={target})"
+    console.print(f"wrote {target}; build, serve and bench seal and open the model store with it{where}")

@@ -7,15 +7,17 @@ import json
 import numpy as np
 import pytest
 
-from bentos.contract import ContractError, read_model_folder
-from bentos.runtime import OnnxClassifier
 from converters import parity
 from converters.sklearn_onnx import pipeline_to_onnx
 from converters.store import save_to_store
 from tests.conftest import Workspace
+from textclf.core.contract import ContractError, read_model_folder
+from textclf.core.runtime import OnnxClassifier
 from training.families import load_family
 from training.families.logreg import LogregFamily
 from training.params import LogregParams
+
+pytestmark = pytest.mark.integration  # trains a model or uses the BentoML store
 
 
 def test_contract_folder_is_complete(trained_logreg: Workspace) -> None:

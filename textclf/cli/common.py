@@ -1,0 +1,85 @@
+"""What every `textclf` command shares: the console, clear failures, params and model options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+
+from textclf import paths
+from textclf.core.variants import CHAMPION, Variant, VariantError
+
+if TYPE_CHECKING:
+    from training.params import Params
+
+console = Console(stderr=True)
+
+ParamsOption = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters file.")
+FamilyOption = typer.Option("logreg", "--model", "-m", help="Model family: logreg, lstm or bert.")
+VariantOption = typer.Option(
+    CHAMPION,
+    "--model",
+    "-m",
+    help="Variant (family, or family-int8: logreg, lstm, lstm-int8, bert, bert-int8) or champion "
+    "(the MLflow alias).",
+)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print an error and return the Exit to raise (`raise fail(...)`)."""
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def load(params_file: Path) -> Params:
+    from training.params import ParamsError, load_params
+
+    try:
+        return load_params(params_file)
+    except ParamsError as exc:
+        raise fail(str(exc)) from None
+
+
+def print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2))
+
+
+def family(name: str) -> str:
+    """A family name the factory knows; a variant name gets told which family it belongs to."""
+    from training.families import FAMILIES
+
+    if name in FAMILIES:
+        return name
+    try:
+        variant = Variant.parse(name)
+    except VariantError:
+        variant = None
+    if variant is not None and variant.family in FAMILIES:
+        raise fail(f"{name!r} is a variant; this command takes its family: --model {variant.family}")
+    raise fail(f"unknown model family {name!r}; choose one of: {', '.join(FAMILIES)}")
+
+
+def variant(name: str, params_file: Path) -> tuple[Variant, Path]:
+    """A variant name, or `champion` (the MLflow alias) → (variant, its exported model folder)."""
+    from training.families import FAMILIES
+
+    if name == CHAMPION:
+        from training.compare import champion_variant
+
+        chosen = champion_variant(load(params_file))
+        if chosen is None:
+            raise fail("no champion in MLflow yet: run `dvc repro` (or `textclf select`), or pass --model")
+    else:
+        try:
+            chosen = Variant.parse(name)
+        except VariantError as exc:
+            raise fail(str(exc)) from None
+        if chosen.family not in FAMILIES:
+            raise fail(f"unknown model family {chosen.family!r}; choose one of: {', '.join(FAMILIES)}")
+    folder = paths.variant_dir(chosen)
+    if not (folder / "model.onnx").is_file():
+        raise fail(f"no exported model {chosen.name!r}: run `textclf export --model {chosen.family}` first")
+    return chosen, folder

@@ -1,0 +1,157 @@
+"""Streaming CSV and JSONL readers, shared by training and the batch client.
+
+One reader means one set of rules: a file that `textclf validate` accepts is read the same way by
+`textclf predict-batch`, byte-order mark, blank lines and all. Records come out one at a time with
+the line they start on, so memory stays flat and every error can point at the input. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+CSV_SUFFIXES = (".csv",)
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+# utf-8-sig: spreadsheets often prefix CSV exports with a BOM, which would corrupt the first column name.
+ENCODING = "utf-8-sig"
+
+Format = Literal["csv", "jsonl"]
+
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+class RecordFormatError(ValueError):
+    """A record file that cannot be read as its format; the message names the file and the line."""
+
+    def __init__(self, path: Path | str, reason: str, line: int | None = None) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        self.line = line
+        super().__init__(f"{path}: {reason}" if line is None else f"{path}:{line}: {reason}")
+
+    def __reduce__(self) -> tuple[type[RecordFormatError], tuple[Path, str, int | None]]:
+        return type(self), (self.path, self.reason, self.line)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record: the line it starts on, and its values by column (CSV) or key (JSONL)."""
+
+    line: int
+    values: dict[str, Any]
+
+
+def record_format(path: Path | str) -> Format:
+    """The format a file's suffix names (case-insensitive)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    known = ", ".join(CSV_SUFFIXES + JSONL_SUFFIXES)
+    raise RecordFormatError(path, f"unsupported format {suffix or '(no suffix)'!r}; use one of {known}")
+
+
+def iter_records(path: Path | str) -> Iterator[Record]:
+    """Records of a CSV or JSONL file, by its suffix; the file is opened on the first `next()`."""
+    path = Path(path)
+    if record_format(path) == "csv":
+        return iter_csv(path)
+    return iter_jsonl(path)
+
+
+def csv_columns(path: Path | str) -> list[str]:
+    """The header row of a CSV file: its column names, in order (reads nothing past the header)."""
+    path = Path(path)
+    with _decoding(path), path.open(encoding=ENCODING, newline="") as handle:
+        reader = csv.reader(handle)
+        return _header(reader, path)
+
+
+def iter_csv(path: Path | str) -> Iterator[Record]:
+    """Records of a CSV file with a header row; short rows are padded with "", long rows refused."""
+    path = Path(path)
+    with _decoding(path), path.open(encoding=ENCODING, newline="") as handle:
+        reader = csv.reader(handle)
+        header = _header(reader, path)
+        previous = reader.line_num
+        for row in _rows(reader, path):
+            start, previous = previous + 1, reader.line_num
+            if not row:  # a blank line is not a record
+                continue
+            if len(row) > len(header):
+                raise RecordFormatError(path, f"{len(row)} fields but the header has {len(header)}", start)
+            yield Record(start, dict(zip(header, row + [""] * (len(header) - len(row)), strict=True)))
+
+
+def iter_jsonl(path: Path | str) -> Iterator[Record]:
+    """Records of a JSONL/NDJSON file: one JSON object per line; blank lines are skipped."""
+    path = Path(path)
+    with _decoding(path), path.open(encoding=ENCODING) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RecordFormatError(path, f"invalid JSON ({exc.msg})", number) from None
+            if not isinstance(value, dict):
+                kind = "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+                raise RecordFormatError(path, f"expected a JSON object per line, got {kind}", number)
+            yield Record(number, value)
+
+
+def _header(reader: Any, path: Path) -> list[str]:
+    for row in _rows(reader, path):
+        if not row:  # blank lines before the header
+            continue
+        duplicates = sorted({name for name in row if row.count(name) > 1})
+        if duplicates:
+            raise RecordFormatError(
+                path, f"duplicate column name(s) {duplicates} in the header", reader.line_num
+            )
+        return row
+    raise RecordFormatError(path, "empty file: a CSV input needs a header row")
+
+
+def _rows(reader: Any, path: Path) -> Iterator[list[str]]:
+    """The reader's rows, with the csv module's errors turned into ours (with the line)."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise RecordFormatError(path, f"invalid CSV ({exc})", reader.line_num) from None
+        yield row
+
+
+@contextlib.contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """Turn a UnicodeDecodeError met while streaming into a RecordFormatError with its line.
+
+    Text is decoded in blocks, so the line is found by a second pass over the raw bytes, on the
+    error path only (decoding line by line is exact: no UTF-8 sequence contains a newline byte).
+    """
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise RecordFormatError(path, f"not UTF-8 text ({exc.reason})", _undecodable_line(path)) from None
+
+
+def _undecodable_line(path: Path) -> int | None:
+    with path.open("rb") as handle:
+        return next((n for n, raw in enumerate(handle, start=1) if not _is_utf8(raw)), None)
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
