@@ -212,10 +212,10 @@ class Bench:
         )
         return combined
 
-    def plain_app(self, name: str, module: str, source: Path) -> dict:
+    def plain_app(self, name: str, module: str, source: Path, options: tuple[str, ...] = ()) -> dict:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        argv = [sys.executable, "-m", module, str(source.resolve()), "--port", str(port)]
+        argv = [sys.executable, "-m", module, str(source.resolve()), "--port", str(port), *options]
         env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         with running(argv, f"{url}/readyz", self.config.workdir / f"{name}.log", env=env, cwd=ROOT):
             return self._saturate(name, f"{url}/classify", self.single, 1)
@@ -238,7 +238,10 @@ class Bench:
         if "bentoml_batching" in c.targets:
             results.update(self.bentoml_batching())
         if "fastapi_ort" in c.targets:
-            results["fastapi_ort"] = self.plain_app("fastapi_ort", "bench.apps.fastapi_ort", c.model_folder)
+            cores = str(os.cpu_count() or 1)
+            for name, workers, threads in (("fastapi_ort", cores, "1"), ("fastapi_ort_1worker", "1", cores)):
+                options = ("--workers", workers, "--threads", threads, "--sub-batch", "8")
+                results[name] = self.plain_app(name, "bench.apps.fastapi_ort", c.model_folder, options)
         if "naive" in c.targets:
             if c.checkpoint is None:
                 self.log("naive: skipped (no transformers checkpoint for this model family)")

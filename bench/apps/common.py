@@ -23,10 +23,13 @@ def new_app(title: str) -> FastAPI:
     return app
 
 
-def parse_args(description: str, source_help: str) -> argparse.Namespace:
+def parse_args(description: str, source_help: str, **numbers: tuple[int, str]) -> argparse.Namespace:
+    """`source --port N`, plus an integer option `--name` per keyword (default, help)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("source", help=source_help)
     parser.add_argument("--port", type=int, required=True)
+    for name, (default, help_text) in numbers.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, help=help_text)
     return parser.parse_args()
 
 
