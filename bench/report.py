@@ -72,6 +72,23 @@ def _cell(value: object) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _cpu_table(results: dict[str, dict | None]) -> list[str]:
+    """Server CPU per request, and what of it is spent outside the model (see bench/cpu.py)."""
+    timed = [n for n in ROWS if (results.get(n) or {}).get("outside_model_us_per_request") is not None]
+    if not timed:
+        return []
+    lines = [
+        "",
+        "| target | server CPU µs / request | outside the model µs / request |",
+        "|---|---:|---:|",
+    ]
+    for name in timed:
+        r = results[name] or {}
+        cpu, outside = r["server_cpu_us_per_request"], r["outside_model_us_per_request"]
+        lines.append(f"| {name} | {cpu:,.0f} | {outside:,.0f} |")
+    return lines
+
+
 def markdown(report: dict) -> str:
     """The README's performance table, made from one bench report."""
     results = report["results"]
@@ -100,6 +117,7 @@ def markdown(report: dict) -> str:
             f"| p99 at half load ({half.get('offered_fraction', 0):.2f} of saturation) | "
             f"{half['p99_ms']:.1f} ms | ≤ {HALF_LOAD_P99_MS:.0f} ms | {'✅' if met else '❌'} |"
         )
+    lines += _cpu_table(results)
     machine = report["machine"]
     raw = results.get("raw")
     best = (

@@ -16,13 +16,14 @@ from pathlib import Path
 import httpx
 
 from bench import report
+from bench.cpu import add_outside_model, model_us_per_text, tree_cpu_seconds
 from bench.load import LoadResult, run_wrk, write_bodies
 from bench.processes import free_port, running
 from bench.raw import measure_raw, remeasure
+from bench.rounds import SECURITY_OFF, combine_rounds, secure_env
 
 TARGETS = ("raw", "served", "security", "bentoml_batching", "fastapi_ort", "naive")
 SECURITY_ROUNDS = 3  # alternating on/off rounds of the security target
-UNLIMITED_RATE = "1000000"  # the bench's one subject must not be refused by the per-subject limit
 ROOT = Path(__file__).resolve().parent.parent
 BENTOML_BATCHING_ENV = {
     "TEXTCLF_BATCHER": "bentoml",
@@ -85,6 +86,7 @@ class Bench:
         self.single = write_bodies(config.texts, 1, config.workdir / "bodies-1.jsonl")
         self.batched = write_bodies(config.texts, config.batch_texts, config.workdir / "bodies-n.jsonl")
         self.probe_body = self.single.read_text(encoding="utf-8").splitlines()[0]
+        self._pids: dict[str, int] = {}  # a running server's /classify URL → its process (group) id
         self.secure_env: dict[str, str] = dict(SECURITY_OFF)
         self.authorization = config.authorization
         if config.secure:
@@ -126,11 +128,17 @@ class Bench:
         if self.config.warmup_s > 0:
             self._load(url, bodies, per_request, self.config.warmup_s, **kw)
             self._drain(url, **kw)
+        pid = self._pids.get(url)
+        cpu_before = tree_cpu_seconds(pid) if pid else 0.0
         result = self._load(url, bodies, per_request, seconds or self.config.duration_s, **kw)
+        data = result.as_dict()
+        if pid and result.requests:
+            cpu_us = (tree_cpu_seconds(pid) - cpu_before) * 1e6 / result.requests
+            data["server_cpu_us_per_request"] = round(cpu_us, 1)
         self.log(
             f"{name}: {result.texts_per_s:,.0f} texts/s, p99 {result.p99_ms:.0f} ms, {result.errors} errors"
         )
-        return result.as_dict()
+        return data
 
     def _half_load(self, name: str, url: str, saturated: dict, **kw) -> dict:
         """Closed loop with random pauses, calibrated so the offered rate is half the saturated one."""
@@ -160,7 +168,8 @@ class Bench:
         argv = [str(Path(sys.executable).with_name("bentoml")), "serve", c.bento]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
         env = {"TEXTCLF_MODEL": c.model_tag, **env}
-        with running(argv, f"{url}/readyz", c.workdir / f"{name}.log", env=env, cwd=ROOT):
+        with running(argv, f"{url}/readyz", c.workdir / f"{name}.log", env=env, cwd=ROOT) as process:
+            self._pids[f"{url}/classify"] = process.pid
             yield f"{url}/classify"
 
     def served(self) -> dict[str, dict]:
@@ -217,7 +226,10 @@ class Bench:
         url = f"http://127.0.0.1:{port}"
         argv = [sys.executable, "-m", module, str(source.resolve()), "--port", str(port), *options]
         env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        with running(argv, f"{url}/readyz", self.config.workdir / f"{name}.log", env=env, cwd=ROOT):
+        with running(
+            argv, f"{url}/readyz", self.config.workdir / f"{name}.log", env=env, cwd=ROOT
+        ) as process:
+            self._pids[f"{url}/classify"] = process.pid
             return self._saturate(name, f"{url}/classify", self.single, 1)
 
     def run(self) -> dict:
@@ -250,6 +262,9 @@ class Bench:
                 results["naive"] = self.plain_app("naive", "bench.apps.naive_torch", c.checkpoint)
         if results.get("raw") and len(c.targets) > 1:
             results["raw"] = remeasure(c.model_folder, c.texts, results["raw"], seconds=c.raw_seconds)
+        model_us = model_us_per_text(results["raw"]) if results.get("raw") else None
+        if model_us is not None:
+            add_outside_model(results, model_us)
             raw = results["raw"]
             after, mean = raw["texts_per_s_after"], raw["texts_per_s"]
             self.log(f"raw again: {after:,.0f} texts/s; the limit is the mean, {mean:,.0f}")
@@ -271,69 +286,6 @@ class Bench:
             "ratios": measured,
             "targets_met": report.verdicts(results, measured),
         }
-
-
-SECURITY_OFF = {"TEXTCLF_AUTH": "false", "TEXTCLF_AUDIT": "false"}
-
-
-def secure_env(workdir: Path) -> tuple[dict[str, str], str]:
-    """A key ring, a token and the env for serving as shipped: every request's token verified,
-    the per-subject rate limit checked, an audit line written."""
-    from auth.keys import init_ring, load_ring
-    from auth.tokens import TokenService
-    from textclf.core.settings import ServerSettings
-
-    folder = workdir / "auth"
-    init_ring(folder)
-    ring = load_ring(folder)
-    defaults = ServerSettings()
-    tokens = TokenService(
-        lambda: ring,
-        issuer=defaults.token_issuer,
-        audience=defaults.token_audience,
-        algorithm=ring.active.alg,
-        ttl_s=6 * 3600,  # outlives any benchmark run
-    )
-    env = {
-        "TEXTCLF_AUTH": "true",
-        "TEXTCLF_AUDIT": "true",
-        "TEXTCLF_AUTH_DIR": str(folder),
-        "TEXTCLF_AUDIT_DIR": str(workdir / "audit"),
-        "TEXTCLF_RATE_LIMIT_RPS": UNLIMITED_RATE,
-        "TEXTCLF_RATE_LIMIT_BURST": UNLIMITED_RATE,
-    }
-    return env, f"Bearer {tokens.issue('bench', ['classify']).token}"
-
-
-def combine_rounds(rounds: list[dict]) -> dict:
-    """Several load runs of one target as one: throughput over the total time, the median round's
-    percentiles, every request and error counted."""
-    total_s = sum(r["duration_s"] for r in rounds)
-    requests = sum(r["requests"] for r in rounds)
-    ok_texts = sum(r["texts_per_s"] * r["duration_s"] for r in rounds)
-
-    def median(key: str) -> float:
-        values = sorted(r[key] for r in rounds)
-        return values[len(values) // 2]
-
-    statuses: dict[str, int] = {}
-    for r in rounds:
-        for code, count in r.get("statuses", {}).items():
-            statuses[code] = statuses.get(code, 0) + count
-    return {
-        "texts_per_s": round(ok_texts / total_s, 1) if total_s else 0.0,
-        "requests_per_s": round(requests / total_s, 1) if total_s else 0.0,
-        "p50_ms": median("p50_ms"),
-        "p95_ms": median("p95_ms"),
-        "p99_ms": median("p99_ms"),
-        "max_ms": max(r["max_ms"] for r in rounds),
-        "requests": requests,
-        "errors": sum(r["errors"] for r in rounds),
-        "duration_s": total_s,
-        "texts_per_request": rounds[0]["texts_per_request"],
-        "statuses": statuses,
-        "rounds": [r["texts_per_s"] for r in rounds],
-    }
 
 
 def write_report(data: dict, output: Path) -> None:

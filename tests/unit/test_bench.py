@@ -137,7 +137,7 @@ def test_cli_refuses_unknown_targets() -> None:
 
 
 def test_rounds_combine_into_one_result() -> None:
-    from bench.run import combine_rounds
+    from bench.rounds import combine_rounds
 
     def load(texts_per_s: float, requests: int, max_ms: float, **extra: object) -> dict:
         return {**_result(texts_per_s, **extra), "requests": requests, "duration_s": 10.0, "max_ms": max_ms,
@@ -153,3 +153,41 @@ def test_rounds_combine_into_one_result() -> None:
     assert combined["p99_ms"] == 7.0 and combined["max_ms"] == 40.0
     assert combined["errors"] == 2 and combined["statuses"] == {"200": 2998, "503": 2}
     assert combined["rounds"] == [100.0, 300.0, 200.0] and combined["duration_s"] == 30.0
+
+
+def test_cpu_per_request_outside_the_model() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from bench.cpu import add_outside_model, model_us_per_text, tree_cpu_seconds
+
+    raw = {
+        "sweep": [
+            {"threads": 1, "lanes": 1, "processes": 1, "texts_per_s": 800.0},
+            {"threads": 1, "lanes": 1, "processes": 1, "texts_per_s": 1000.0},  # the best one-thread lane
+            {"threads": 1, "lanes": 1, "processes": 2, "texts_per_s": 2000.0},  # two cores: not one lane
+        ]
+    }
+    assert model_us_per_text(raw) == 1000.0
+    assert model_us_per_text({"sweep": []}) is None
+    results = {
+        "served_single": _result(900, server_cpu_us_per_request=1500.0, texts_per_request=1),
+        "served_batched": _result(900, server_cpu_us_per_request=40000.0, texts_per_request=32),
+        "naive": None,
+        "fastapi_ort": _result(500, texts_per_request=1),  # no CPU figure: left alone
+    }
+    add_outside_model(results, 1000.0)
+    assert results["served_single"]["outside_model_us_per_request"] == 500.0
+    assert results["served_batched"]["outside_model_us_per_request"] == 8000.0
+    assert "outside_model_us_per_request" not in results["fastapi_ort"]
+    table = report._cpu_table(results)
+    assert "| served_single | 1,500 | 500 |" in table and "| served_batched | 40,000 | 8,000 |" in table
+
+    me = os.getpid()
+    before = tree_cpu_seconds(me)
+    sum(i * i for i in range(3_000_000))  # a few hundred ms of CPU, many clock ticks
+    assert tree_cpu_seconds(me) > before
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert tree_cpu_seconds(gone.pid) == 0.0
