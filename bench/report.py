@@ -133,3 +133,36 @@ def markdown(report: dict) -> str:
         f"{report['settings']['duration_s']:.0f} s per target{best}. Command: `{report['command']}`.",
     ]
     return "\n".join(lines)
+
+
+SCALING_TARGETS = ("served_single", "served_batched", "served_half_load")
+
+
+def scaling_markdown(runs: list[dict]) -> str:
+    """One row per `textclf bench --targets served --env TEXTCLF_WORKERS=N` report: how the server scales
+    with worker processes on this machine."""
+    lines = [
+        "| workers x lanes | served_single texts/s | served_batched texts/s | p99 at half load | "
+        "server CPU µs / request (1 text) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for run in sorted(runs, key=lambda r: int(r["settings"]["served_env"].get("TEXTCLF_WORKERS", "0"))):
+        env, results = run["settings"]["served_env"], run["results"]
+        single, batched, half = (results.get(n) or {} for n in SCALING_TARGETS)
+        cpu = single.get("server_cpu_us_per_request")
+        lines.append(
+            f"| {env.get('TEXTCLF_WORKERS', 'default')} x {env.get('TEXTCLF_LANES', 'default')} | "
+            f"{_cell(single.get('texts_per_s'))} | {_cell(batched.get('texts_per_s'))} | "
+            f"{_cell(half.get('p99_ms'))} ms | {_cell(cpu)} |"
+        )
+    first = runs[0] if runs else None
+    if first:
+        machine = first["machine"]
+        lines += [
+            "",
+            f"Measured {first['when']} on {machine['cpu']} ({machine['cores']} cores), model "
+            f"`{first['model']['variant']}`, {first['settings']['connections']} connections, "
+            f"{first['settings']['duration_s']:.0f} s per target. "
+            f"Command of the first row: `{first['command']}`; the others differ only in `TEXTCLF_WORKERS`.",
+        ]
+    return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 Every table that a command measures or a class defines is generated, never typed: the model comparison
 (reports/comparison.json + champion.json, written by `textclf select`), the throughput tables
-(reports/bench*.json, written by `textclf bench`) and the settings table (textclf.core.settings).
+(reports/bench.json and reports/bench_workers*.json, written by `textclf bench`) and the settings table
+(textclf.core.settings).
 `textclf readme --check` (and a test) fails when the README and its sources differ.
 """
 
@@ -61,6 +62,15 @@ def _bench(file: Path) -> Callable[[Path], str | None]:
     return render
 
 
+def _scaling(reports: Path) -> str | None:
+    from bench.report import scaling_markdown
+
+    runs = [
+        json.loads(path.read_text(encoding="utf-8")) for path in sorted(reports.glob("bench_workers*.json"))
+    ]
+    return scaling_markdown(runs) if runs else None
+
+
 def _settings(_: Path) -> str:
     from textclf.core.settings import settings_table
 
@@ -70,6 +80,7 @@ def _settings(_: Path) -> str:
 GENERATORS: dict[str, Callable[[Path], str | None]] = {
     "comparison": _comparison,
     "settings": _settings,
+    "scaling": _scaling,
     **{name: _bench(Path(file)) for name, file in BENCH_REPORTS.items()},
 }
 

@@ -191,3 +191,27 @@ def test_cpu_per_request_outside_the_model() -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     assert tree_cpu_seconds(gone.pid) == 0.0
+
+
+def test_scaling_table_has_a_row_per_worker_count() -> None:
+    def run(workers: str, single: float) -> dict:
+        return {
+            "when": "2026-01-01 00:00 UTC",
+            "command": f"textclf bench --targets served --env TEXTCLF_WORKERS={workers}",
+            "machine": {"cpu": "Test CPU", "cores": 2},
+            "model": {"variant": "bert-int8"},
+            "settings": {"connections": 64, "duration_s": 15.0, "served_env": {"TEXTCLF_WORKERS": workers}},
+            "results": {
+                "served_single": _result(single, server_cpu_us_per_request=1300.0),
+                "served_batched": _result(2 * single),
+                "served_half_load": _result(single / 2),
+            },
+        }
+
+    text = report.scaling_markdown([run("2", 1400.0), run("1", 800.0)])
+    rows = [line for line in text.splitlines() if line.startswith("| 1 x") or line.startswith("| 2 x")]
+    assert rows == [
+        "| 1 x default | 800.0 | 1,600.0 | 3.00 ms | 1,300.0 |",
+        "| 2 x default | 1,400.0 | 2,800.0 | 3.00 ms | 1,300.0 |",
+    ]
+    assert "Test CPU (2 cores)" in text
