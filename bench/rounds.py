@@ -15,12 +15,12 @@ def secure_env(workdir: Path) -> tuple[dict[str, str], str]:
     the per-subject rate limit checked, an audit line written."""
     from auth.keys import init_ring, load_ring
     from auth.tokens import TokenService
-    from textclf.core.settings import ServerSettings
+    from textclf.core.settings import Settings
 
     folder = workdir / "auth"
     init_ring(folder)
     ring = load_ring(folder)
-    defaults = ServerSettings()
+    defaults = Settings()
     tokens = TokenService(
         lambda: ring,
         issuer=defaults.token_issuer,

@@ -6,10 +6,10 @@ from typing import Any
 
 from auth.keys import load_ring
 from auth.middleware import AuthConfig
-from textclf.core.settings import ServerSettings
+from textclf.core.settings import Settings
 
 
-def auth_config(settings: ServerSettings) -> AuthConfig:
+def auth_config(settings: Settings) -> AuthConfig:
     return AuthConfig(
         enabled=settings.auth,
         auth_dir=settings.path("auth_dir"),
@@ -27,7 +27,7 @@ def auth_config(settings: ServerSettings) -> AuthConfig:
     )
 
 
-def admin_status(settings: ServerSettings, auth: AuthConfig, model: dict[str, Any]) -> dict[str, Any]:
+def admin_status(settings: Settings, auth: AuthConfig, model: dict[str, Any]) -> dict[str, Any]:
     """Non-secret state for operators: the model, the limits, and which key ids verify tokens."""
     keys: list[dict[str, Any]] = []
     if auth.enabled:

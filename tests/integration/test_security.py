@@ -239,6 +239,8 @@ def test_hs256_signed_with_the_public_key_is_refused(secure_server: SecureServer
     [
         ({"exp": from_now(-60)}, "expired"),
         ({"nbf": from_now(3600)}, "not valid yet"),
+        ({"iat": from_now(3600)}, "not valid yet"),
+        ({"exp": "tomorrow"}, "must be numbers"),
         ({"aud": "another-api"}, "audience"),
         ({"iss": "evil"}, "issuer"),
         *[({claim: None}, claim) for claim in ("iss", "aud", "sub", "exp", "iat", "nbf", "jti", "scope")],

@@ -134,9 +134,6 @@ class Settings(BaseModel):
         return default if default.is_file() else None
 
 
-ServerSettings = Settings  # the server's view is the same object
-
-
 def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
