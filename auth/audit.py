@@ -9,13 +9,15 @@ It sits on every request's path, so it writes each line with one `os.write` to a
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 
 def worker_tag() -> str:
@@ -32,7 +34,16 @@ def worker_tag() -> str:
 class AuditLog:
     """Writes audit records; `record(**fields)` adds the time and writes one line."""
 
-    def __init__(self, folder: Path | None, name: str, stdout: bool, max_bytes: int, backups: int):
+    def __init__(
+        self,
+        folder: Path | None,
+        name: str,
+        stdout: bool,
+        max_bytes: int,
+        backups: int,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.clock = clock
         self.stdout = stdout
         self.max_bytes = max_bytes
         self.backups = backups
@@ -40,6 +51,7 @@ class AuditLog:
         self._fd: int | None = None
         self._size = 0
         self._lock = threading.Lock()
+        self._second: tuple[int, str] = (-1, "")  # (a second, its formatted time): one object, thread-safe
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.path = folder / f"{name}.jsonl"
@@ -64,11 +76,18 @@ class AuditLog:
             self.path.unlink(missing_ok=True)
         self._open()
 
+    def _time(self, now: float) -> str:
+        """ISO-8601 UTC to the nearest millisecond; the part up to the second is formatted once per second."""
+        second, millis = divmod(round(now * 1000), 1000)
+        cached, stamp = self._second
+        if second != cached:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, stamp)
+        return f"{stamp}.{millis:03d}Z"
+
     def record(self, **fields: Any) -> None:
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-        line = json.dumps({"time": stamp, **fields}, separators=(",", ":"), default=str) + "\n"
-        data = line.encode()
+        fields = {"time": self._time(self.clock()), **fields}
+        data = orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE)
         with self._lock:
             if self._fd is not None:
                 if self.max_bytes and self._size and self._size + len(data) > self.max_bytes:
@@ -76,7 +95,7 @@ class AuditLog:
                 os.write(self._fd, data)
                 self._size += len(data)
         if self.stdout:
-            sys.stdout.write(line)
+            sys.stdout.write(data.decode())
             sys.stdout.flush()
 
     def close(self) -> None:

@@ -7,10 +7,11 @@ It reads headers only; the body of an API call streams straight through to the s
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,9 @@ class AuthMiddleware:
     def __init__(self, app: ASGIApp, config: AuthConfig, workers: int = 1):
         self.app = app
         self.config = config
+        # Request ids: this worker's random prefix and a counter (unique without a uuid4 per request)
+        self._id_prefix = secrets.token_hex(8)
+        self._id_counter = itertools.count()
         self.audit = (
             AuditLog(
                 config.audit_dir,
@@ -124,7 +128,7 @@ class AuthMiddleware:
                 authorization = value
             elif name == b"x-request-id" and _REQUEST_ID.match(value):
                 request_id = value
-        request_id = request_id or uuid.uuid4().hex.encode()
+        request_id = request_id or f"{self._id_prefix}{next(self._id_counter):08x}".encode()
         outcome: dict[str, Any] = {"status": 500, "subject": None, "scopes": None, "event": "request"}
 
         async def send_with_id(message: Message) -> None:

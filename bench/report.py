@@ -9,6 +9,7 @@ RATIOS = {
     "served_batched/raw": ("served_batched", "raw"),
     "served_single/fastapi_ort": ("served_single", BEST_BASELINE),
     "served_single/naive": ("served_single", "naive"),
+    "served_single/bentoml_route": ("served_single", "bentoml_route_single"),
     "served_single/bentoml_batching": ("served_single", "bentoml_batching_single"),
     "security_on/security_off": ("security_on", "security_off"),
 }
@@ -26,6 +27,7 @@ DESCRIPTIONS = {
     "served_single": "Bento (`bentoml serve`, security on), 1 text per request",
     "served_batched": "Bento (`bentoml serve`), 32 texts per request",
     "served_half_load": "Bento, 1 text per request, at half the saturated rate",
+    "bentoml_route_single": "same Bento, `/classify` through BentoML's API route (before the front door)",
     "security_on": "same Bento, security on (token check, rate limit, audit line), 1 text per request",
     "security_off": "same Bento, security layer off, measured in rounds alternating with the above",
     "bentoml_batching_single": "same Bento on BentoML's batchable dispatcher, 1 text per request",

@@ -22,7 +22,7 @@ from bench.processes import free_port, running
 from bench.raw import measure_raw, remeasure
 from bench.rounds import SECURITY_OFF, combine_rounds, secure_env
 
-TARGETS = ("raw", "served", "security", "bentoml_batching", "fastapi_ort", "naive")
+TARGETS = ("raw", "served", "bentoml_route", "security", "bentoml_batching", "fastapi_ort", "naive")
 SECURITY_ROUNDS = 3  # alternating on/off rounds of the security target
 ROOT = Path(__file__).resolve().parent.parent
 BENTOML_BATCHING_ENV = {
@@ -181,6 +181,17 @@ class Bench:
             batched = self._saturate("served_batched", url, self.batched, c.batch_texts, **auth)
         return {"served_single": single, "served_half_load": half, "served_batched": batched}
 
+    def bentoml_route(self) -> dict[str, dict]:
+        """The same Bento with `/classify` answered by BentoML's API route instead of the front door:
+        the request path before the front door, measured in the same run (new vs old)."""
+        c = self.config
+        env = {**self.secure_env, **c.served_env, "TEXTCLF_CLASSIFY_ROUTE": "bentoml"}
+        with self._bento("bentoml_route", env) as url:
+            single = self._saturate(
+                "bentoml_route_single", url, self.single, 1, authorization=self.authorization
+            )
+        return {"bentoml_route_single": single}
+
     def bentoml_batching(self) -> dict[str, dict]:
         """The same Bento with BentoML's own batchable dispatcher (ONNX Runtime on every core, a latency
         budget high enough for no 503s): what our batcher is measured against."""
@@ -245,6 +256,8 @@ class Bench:
             )
         if "served" in c.targets:
             results.update(self.served())
+        if "bentoml_route" in c.targets:
+            results.update(self.bentoml_route())
         if "security" in c.targets:
             results.update(self.security())
         if "bentoml_batching" in c.targets:

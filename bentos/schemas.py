@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
+import orjson
 from _bentoml_sdk.io_models import IORootModel
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler, TypeAdapter
 from pydantic_core import core_schema
@@ -78,6 +78,17 @@ class Queries(list[Query]):
 _REQUEST = TypeAdapter(ClassifyRequest)
 
 
+def parse_classify(body: str | bytes | bytearray) -> Queries:
+    """A `/classify` body, parsed and validated in one pydantic-core pass; raises ValidationError."""
+    request = _REQUEST.validate_json(body)
+    return Queries(Query(text=t, top_k=request.top_k) for t in request.texts)
+
+
+def encode_predictions(predictions: list[dict[str, Any]]) -> bytes:
+    """The `/classify` answer as JSON bytes (the batch function's plain dicts, written as they are)."""
+    return orjson.dumps(predictions)
+
+
 class ClassifyInput(IORootModel[Queries]):
     """BentoML input spec: the whole body is one `ClassifyRequest`, parsed by pydantic.
 
@@ -87,8 +98,7 @@ class ClassifyInput(IORootModel[Queries]):
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Any:
-        request = _REQUEST.validate_json(json_data)
-        return cls.model_construct(root=Queries(Query(text=t, top_k=request.top_k) for t in request.texts))
+        return cls.model_construct(root=parse_classify(json_data))
 
 
 ClassifyInput.__root_input__ = True  # type: ignore[attr-defined]
@@ -130,7 +140,7 @@ class ClassifyOutput(IORootModel[list[Prediction]]):
 
     @classmethod
     async def to_http_response(cls, obj: Any, serde: Any) -> Response:
-        return Response(json.dumps(obj).encode(), media_type="application/json")
+        return Response(encode_predictions(obj), media_type="application/json")
 
 
 class FeedbackItem(BaseModel):

@@ -14,7 +14,7 @@ from auth.scopes import JWKS_PATH
 from bentos.batcher import GreedyBatcher, Overloaded
 from bentos.config import SETTINGS
 from bentos.feedback import FeedbackStore
-from bentos.guard import RequestGuard
+from bentos.front import FrontDoor, HotRoute, json_error
 from bentos.schemas import (
     ClassifyInput,
     ClassifyOutput,
@@ -23,6 +23,8 @@ from bentos.schemas import (
     ModelInfo,
     Queries,
     Query,
+    encode_predictions,
+    parse_classify,
 )
 from bentos.security import admin_status, auth_config
 from textclf.core.contract import check_model_folder
@@ -32,6 +34,9 @@ from textclf.core.runtime import OnnxClassifier
 
 go_offline()
 AUTH = auth_config(SETTINGS)
+RETRY_LATER = [(b"retry-after", b"1")]
+# `POST /classify` answered by the front door itself (bentos.front), once this worker's instance binds it
+CLASSIFY = HotRoute()
 
 info_app = FastAPI(title="textclf model info", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -88,6 +93,8 @@ class TextClassifier:
             max_batch_size=SETTINGS.max_batch_size,
             max_queued=SETTINGS.max_queued,
         )
+        if SETTINGS.batcher == "textclf" and SETTINGS.classify_route == "front":
+            CLASSIFY.bind(self._answer_classify)
 
     if SETTINGS.batcher == "bentoml":  # BentoML's own dispatcher, kept to measure against
 
@@ -112,10 +119,17 @@ class TextClassifier:
                 return await self.batcher.submit(queries)
             except Overloaded as exc:
                 return JSONResponse(
-                    {"error": f"server overloaded ({exc}); retry later"},
-                    status_code=503,
-                    headers={"Retry-After": "1"},
+                    {"error": _overloaded(exc)}, status_code=503, headers={"Retry-After": "1"}
                 )
+
+    async def _answer_classify(self, body: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """The front door's `/classify`: the same validation, batcher and answer as the API method
+        above, without BentoML's per-request machinery; raises ValidationError for a bad body."""
+        queries = parse_classify(body)
+        try:
+            return 200, encode_predictions(await self.batcher.submit(queries)), []
+        except Overloaded as exc:
+            return 503, json_error(_overloaded(exc)), RETRY_LATER
 
     def _predict(self, queries: list[Query]) -> list[dict]:
         """One batch, run in a model lane: probabilities, then the answer for each text."""
@@ -171,5 +185,12 @@ class TextClassifier:
 if AUTH.enabled or AUTH.audit:  # outermost: every request is authenticated and audited first
     TextClassifier.add_asgi_middleware(AuthMiddleware, config=AUTH, workers=SETTINGS.server_workers)
 TextClassifier.add_asgi_middleware(
-    RequestGuard, json_routes=("/classify", "/feedback"), max_body_bytes=SETTINGS.max_body_bytes
+    FrontDoor,
+    json_routes=("/classify", "/feedback"),
+    max_body_bytes=SETTINGS.max_body_bytes,
+    hot_route=CLASSIFY,
 )
+
+
+def _overloaded(exc: Overloaded) -> str:
+    return f"server overloaded ({exc}); retry later"

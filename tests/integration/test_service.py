@@ -134,3 +134,49 @@ def test_open_endpoints(server: str) -> None:
     assert httpx.get(f"{server}/docs", timeout=5, follow_redirects=True).status_code == 200
     assert httpx.get(f"{server}/schema.json", timeout=5).status_code == 200
     assert httpx.get(f"{server}/nope", timeout=5).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def bentoml_route_server(built_bento: dict[str, str], tmp_path_factory: pytest.TempPathFactory):
+    """The same Bento with `/classify` answered by BentoML's own API route instead of the front door."""
+    from tests.conftest import SECURITY_OFF, SERVER_LIMITS
+    from tests.helpers import bentoml_serve
+
+    env = {
+        "TEXTCLF_MODEL": built_bento["model"],
+        "TEXTCLF_CLASSIFY_ROUTE": "bentoml",
+        **SECURITY_OFF,
+        **SERVER_LIMITS,
+    }
+    with bentoml_serve(built_bento["bento"], env, cwd=tmp_path_factory.mktemp("bentoml-route")) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"texts": ["my pin is blocked please", "fx rate today"], "top_k": 3}',
+        b'{"texts": ["how do i get a refund"]}',
+        b'{"texts": []}',
+        b'{"texts": ["ok", 7], "top_k": 0}',
+        b'{"texts": ["ok"], "model": "other"}',
+        b'{"texts": ["ok"',
+        b'{"texts": ["\xff\xfe"]}',
+        b"",
+        b"[1, 2]",
+    ],
+)
+def test_the_front_door_answers_exactly_as_bentomls_route(
+    server: str, bentoml_route_server: str, content: bytes
+) -> None:
+    """Valid or not, a body gets the same status and the same JSON from both routes."""
+    headers = {"content-type": "application/json"}
+    front = httpx.post(f"{server}/classify", content=content, headers=headers, timeout=10)
+    bentoml_route = httpx.post(
+        f"{bentoml_route_server}/classify", content=content, headers=headers, timeout=10
+    )
+    assert front.status_code == bentoml_route.status_code
+    assert front.json() == bentoml_route.json()
+    assert front.headers["content-type"] == bentoml_route.headers["content-type"] == "application/json"
+    if front.status_code == 200:  # answered by the front door itself, not by BentoML (which names itself)
+        assert "server" not in front.headers and bentoml_route.headers["server"].startswith("BentoML")

@@ -259,6 +259,22 @@ def test_audit_lines_are_json_in_a_private_file(tmp_path: Path, capsys: pytest.C
     assert '"request_id":"29"' in capsys.readouterr().out
 
 
+def test_audit_times_are_utc_with_milliseconds_across_second_boundaries(tmp_path: Path) -> None:
+    now = [1_800_000_000.998]
+    log = AuditLog(tmp_path, "audit-clock", stdout=False, max_bytes=0, backups=0, clock=lambda: now[0])
+    for step in (0.0, 0.001, 0.5, 60.0):
+        now[0] += step
+        log.record(event="request")
+    log.close()
+    times = [json.loads(line)["time"] for line in (tmp_path / "audit-clock.jsonl").read_text().splitlines()]
+    assert times == [
+        "2027-01-15T08:00:00.998Z",
+        "2027-01-15T08:00:00.999Z",
+        "2027-01-15T08:00:01.499Z",
+        "2027-01-15T08:01:01.499Z",
+    ]
+
+
 # ------------------------------------------------------------------------- the middleware, in process
 
 
@@ -307,6 +323,9 @@ def test_middleware_rate_limits_per_subject(tmp_path: Path) -> None:
     lines = [json.loads(x) for f in (tmp_path / "audit").iterdir() for x in f.read_text().splitlines()]
     assert [line["status"] for line in lines] == [200, 200, 429, 200, 200]
     assert lines[2]["detail"] == "rate limited" and lines[2]["subject"] == "heavy"
+    ids = [a.headers["x-request-id"] for a in answers]  # made up per request: unique, in the audit too
+    assert len(set(ids)) == len(ids) and all(len(i) >= 16 for i in ids)
+    assert [line["request_id"] for line in lines] == ids
 
 
 def test_check_refuses_a_ring_of_the_other_algorithm(tmp_path: Path) -> None:

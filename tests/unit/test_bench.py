@@ -70,6 +70,7 @@ def _full_results() -> dict:
         "served_single": _result(900),
         "served_batched": _result(960),
         "served_half_load": _result(450, offered_fraction=0.5),
+        "bentoml_route_single": _result(450),
         "fastapi_ort": _result(500),
         "fastapi_ort_1worker": _result(600),
         "naive": _result(150),
@@ -88,6 +89,7 @@ def test_ratios_and_targets() -> None:
         "served_batched/raw": 0.96,
         "served_single/fastapi_ort": 1.5,  # against the faster simple server (1 worker here)
         "served_single/naive": 6.0,
+        "served_single/bentoml_route": 2.0,
         "served_single/bentoml_batching": 1.5,
         "security_on/security_off": 0.967,
     }

@@ -34,7 +34,8 @@ def bench(
     warmup: float = typer.Option(5.0, min=0, help="Seconds of load before each measurement."),
     batch_texts: int = typer.Option(32, min=2, help="Texts per request for the served_batched target."),
     targets: str = typer.Option(
-        "raw,served,security,bentoml_batching,fastapi_ort,naive", help="Comma-separated targets to run."
+        "raw,served,bentoml_route,security,bentoml_batching,fastapi_ort,naive",
+        help="Comma-separated targets to run.",
     ),
     secure: bool = typer.Option(
         True, "--secure/--insecure", help="Serve with the security layer on (as shipped) or off."

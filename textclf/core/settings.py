@@ -44,6 +44,11 @@ class Settings(BaseModel):
     batcher: Literal["textclf", "bentoml"] = Field(
         "textclf", description="`textclf` (own adaptive batcher) or `bentoml` (BentoML's batchable API)"
     )
+    classify_route: Literal["front", "bentoml"] = Field(
+        "front",
+        description="who answers `POST /classify`: `front` (the lean front door) or `bentoml` (BentoML's API "
+        "route, the slower path it replaced)",
+    )
     max_latency_ms: int = Field(20000, ge=1, description="`bentoml` batcher only: latency budget before 503")
     max_texts: int = Field(256, ge=1, description="texts per request")
     max_text_chars: int = Field(2000, ge=1, description="characters per text")
