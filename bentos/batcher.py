@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import queue
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -45,10 +47,19 @@ class GreedyBatcher(Generic[T, R]):
         self.predict = predict
         self.max_batch_size = max_batch_size
         self.max_queued = max_queued
-        self._executor = ThreadPoolExecutor(lanes, thread_name_prefix="textclf-model")
         self._queue: collections.deque[_Job[T, R]] = collections.deque()
         self._queued = 0
         self._free = lanes
+        # Batches go to the lanes through one queue; each lane hands its results back to the event loop
+        # with one thread-safe call per batch (no executor futures, no per-request wake-ups).
+        self._batches: queue.SimpleQueue[
+            tuple[asyncio.AbstractEventLoop, list[_Job[T, R]], list[T]] | None
+        ] = queue.SimpleQueue()
+        self.lanes = [
+            threading.Thread(target=self._lane, name=f"textclf-model-{i}", daemon=True) for i in range(lanes)
+        ]
+        for lane in self.lanes:
+            lane.start()
 
     async def submit(self, items: Sequence[T]) -> list[R]:
         """The results for `items`, computed in some batch; raises Overloaded when the queue is full."""
@@ -83,14 +94,26 @@ class GreedyBatcher(Generic[T, R]):
             if not jobs:
                 continue
             self._free -= 1
-            items = [item for job in jobs for item in job.items]
-            running = loop.run_in_executor(self._executor, self.predict, items)
-            running.add_done_callback(lambda done, jobs=jobs: self._finish(jobs, done))
+            self._batches.put((loop, jobs, [item for job in jobs for item in job.items]))
 
-    def _finish(self, jobs: list[_Job[T, R]], done: asyncio.Future[Any]) -> None:
+    def _lane(self) -> None:
+        """A model lane (a thread): runs batches, hands each one's results to the loop in one call."""
+        while (batch := self._batches.get()) is not None:
+            loop, jobs, items = batch
+            try:
+                results, error = self.predict(items), None
+            except Exception as exc:  # the batch's requests get the error, the lane lives on
+                results, error = None, exc
+            with contextlib.suppress(RuntimeError):  # a closed loop (shutting down): nobody waits
+                loop.call_soon_threadsafe(self._finish, jobs, results, error)
+
+    def close(self) -> None:
+        """Let the lanes end once the batches already handed to them are done."""
+        for _ in self.lanes:
+            self._batches.put(None)
+
+    def _finish(self, jobs: list[_Job[T, R]], results: list[R] | None, error: BaseException | None) -> None:
         self._free += 1
-        error = done.exception()
-        results = None if error is not None else done.result()
         start = 0
         for job in jobs:
             end = start + len(job.items)

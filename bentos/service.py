@@ -96,6 +96,10 @@ class TextClassifier:
         if SETTINGS.batcher == "textclf" and SETTINGS.classify_route == "front":
             CLASSIFY.bind(self._answer_classify)
 
+    @bentoml.on_shutdown
+    def stop_lanes(self) -> None:
+        self.batcher.close()
+
     if SETTINGS.batcher == "bentoml":  # BentoML's own dispatcher, kept to measure against
 
         @bentoml.api(

@@ -144,6 +144,22 @@ def test_a_model_error_reaches_only_its_batch() -> None:
     assert fine == [2]
 
 
+def test_closing_ends_the_lanes_after_the_work_they_hold() -> None:
+    model = Recorder()
+
+    async def main():
+        batcher = GreedyBatcher(model, lanes=2, max_batch_size=1, max_queued=100)
+        answers = await asyncio.gather(*(batcher.submit([i]) for i in range(4)))
+        batcher.close()
+        return batcher, answers
+
+    batcher, answers = run(main())
+    assert answers == [[0], [2], [4], [6]]
+    for lane in batcher.lanes:
+        lane.join(timeout=WAIT_S)
+    assert len(batcher.lanes) == 2 and not any(lane.is_alive() for lane in batcher.lanes)
+
+
 def test_requests_abandoned_while_queued_are_skipped() -> None:
     model = Recorder(hold=True)
 
