@@ -91,6 +91,17 @@ def _cpu_table(results: dict[str, dict | None]) -> list[str]:
     return lines
 
 
+def _security_parts_table(parts: dict | None) -> list[str]:
+    """The security layer's own CPU per request, part by part (bench/security_parts.py)."""
+    if not parts:
+        return []
+    lines = ["", "| security layer, in process | CPU µs / request | of which this part |", "|---|---:|---:|"]
+    for step, total in parts["steps_us"].items():
+        part = parts["parts_us"].get(step)
+        lines.append(f"| {step} | {total:.1f} | {'—' if part is None else f'{part:.1f}'} |")
+    return lines
+
+
 def markdown(report: dict) -> str:
     """The README's performance table, made from one bench report."""
     results = report["results"]
@@ -120,6 +131,7 @@ def markdown(report: dict) -> str:
             f"{half['p99_ms']:.1f} ms | ≤ {HALF_LOAD_P99_MS:.0f} ms | {'✅' if met else '❌'} |"
         )
     lines += _cpu_table(results)
+    lines += _security_parts_table(report.get("security_parts"))
     machine = report["machine"]
     raw = results.get("raw")
     best = (

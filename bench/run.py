@@ -21,9 +21,10 @@ from bench.load import LoadResult, run_wrk, write_bodies
 from bench.processes import free_port, running
 from bench.raw import measure_raw, remeasure
 from bench.rounds import SECURITY_OFF, combine_rounds, secure_env
+from bench.security_parts import measure_security_parts
 
 TARGETS = ("raw", "served", "bentoml_route", "security", "bentoml_batching", "fastapi_ort", "naive")
-SECURITY_ROUNDS = 3  # alternating on/off rounds of the security target
+SECURITY_ROUNDS = 5  # alternating on/off rounds of the security target (each 0.3 of --duration)
 ROOT = Path(__file__).resolve().parent.parent
 BENTOML_BATCHING_ENV = {
     "TEXTCLF_BATCHER": "bentoml",
@@ -122,10 +123,17 @@ class Bench:
                 return
 
     def _saturate(
-        self, name: str, url: str, bodies: Path, per_request: int, seconds: float | None = None, **kw
+        self,
+        name: str,
+        url: str,
+        bodies: Path,
+        per_request: int,
+        seconds: float | None = None,
+        warmup: bool = True,
+        **kw,
     ) -> dict:
         self._drain(url, **kw)
-        if self.config.warmup_s > 0:
+        if warmup and self.config.warmup_s > 0:
             self._load(url, bodies, per_request, self.config.warmup_s, **kw)
             self._drain(url, **kw)
         pid = self._pids.get(url)
@@ -214,7 +222,7 @@ class Bench:
         on_env = {**self.secure_env, **c.served_env}
         off_env = {**c.served_env, **SECURITY_OFF}
         rounds: dict[str, list[dict]] = {"security_on": [], "security_off": []}
-        seconds = max(1.0, c.duration_s / 2)
+        seconds = max(1.0, c.duration_s * 0.3)
         with self._bento("security_on", on_env) as on_url, self._bento("security_off", off_env) as off_url:
             for i in range(SECURITY_ROUNDS):
                 for name, url, auth in (
@@ -223,7 +231,7 @@ class Bench:
                 ):
                     label = f"{name} round {i + 1}/{SECURITY_ROUNDS}"
                     rounds[name].append(
-                        self._saturate(label, url, self.single, 1, seconds, authorization=auth)
+                        self._saturate(label, url, self.single, 1, seconds, warmup=i == 0, authorization=auth)
                     )
         combined = {name: combine_rounds(results) for name, results in rounds.items()}
         on, off = combined["security_on"]["texts_per_s"], combined["security_off"]["texts_per_s"]
@@ -258,8 +266,11 @@ class Bench:
             results.update(self.served())
         if "bentoml_route" in c.targets:
             results.update(self.bentoml_route())
+        parts = None
         if "security" in c.targets:
             results.update(self.security())
+            parts = measure_security_parts(c.workdir / "security-parts")
+            self.log(f"security layer in process: {parts['steps_us']}")
         if "bentoml_batching" in c.targets:
             results.update(self.bentoml_batching())
         if "fastapi_ort" in c.targets:
@@ -296,6 +307,7 @@ class Bench:
                 "security_layer": "on (tokens, rate limit, audit)" if c.secure else "off",
             },
             "results": results,
+            "security_parts": parts,
             "ratios": measured,
             "targets_met": report.verdicts(results, measured),
         }

@@ -217,3 +217,20 @@ def test_scaling_table_has_a_row_per_worker_count() -> None:
         "| 2 x default | 1,400.0 | 2,800.0 | 3.00 ms | 1,300.0 |",
     ]
     assert "Test CPU (2 cores)" in text
+
+
+def test_security_parts_run_each_part_for_real(tmp_path: Path) -> None:
+    from bench.security_parts import STEPS, measure_security_parts
+
+    parts = measure_security_parts(tmp_path, requests=50, repeats=1)
+    assert list(parts["steps_us"]) == list(STEPS) and list(parts["parts_us"]) == list(STEPS[1:])
+    assert all(v > 0 for v in parts["steps_us"].values())
+    audit_lines = {
+        d.name: sum(len(f.read_text().splitlines()) for f in d.iterdir())
+        for d in tmp_path.glob("audit-*")
+        if d.is_dir()
+    }
+    assert audit_lines == {"audit-2": 50, "audit-3": 50}  # the audit steps wrote a line per request
+    assert len((tmp_path / "audit-stdout.jsonl").read_text().splitlines()) == 50  # and the last one to stdout
+    table = report._security_parts_table(parts)
+    assert all(f"| {step} |" in "\n".join(table) for step in STEPS)
