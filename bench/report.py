@@ -9,6 +9,7 @@ RATIOS = {
     "served_batched/raw": ("served_batched", "raw"),
     "served_single/fastapi_ort": ("served_single", BEST_BASELINE),
     "served_single/naive": ("served_single", "naive"),
+    "served_single/pytriton": ("served_single", "pytriton"),
     "served_single/bentoml_route": ("served_single", "bentoml_route_single"),
     "served_single/bentoml_batching": ("served_single", "bentoml_batching_single"),
     "security_on/security_off": ("security_on", "security_off"),
@@ -34,6 +35,7 @@ DESCRIPTIONS = {
     "bentoml_batching_half_load": "same, at half its saturated rate",
     "fastapi_ort": "FastAPI + same ONNX file, a uvicorn worker per core (1 ORT thread), sorted chunks of 8",
     "fastapi_ort_1worker": "same, 1 uvicorn worker with ONNX Runtime on every core",
+    "pytriton": "PyTriton 0.7, Triton dynamic batching (max 64, 2 ms), same ORT code, an instance per core",
     "naive": "FastAPI + transformers pipeline (PyTorch), 1 text per request",
 }
 ROWS = tuple(DESCRIPTIONS)  # the table's rows, in this order

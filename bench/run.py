@@ -18,12 +18,29 @@ import httpx
 from bench import report
 from bench.cpu import add_outside_model, model_us_per_text, tree_cpu_seconds
 from bench.load import LoadResult, run_wrk, write_bodies
+from bench.peers import (
+    ensure_pytriton,
+    pytriton_argv,
+    pytriton_env,
+    triton_infer_url,
+    triton_ready_url,
+    write_triton_bodies,
+)
 from bench.processes import free_port, running
 from bench.raw import measure_raw, remeasure
 from bench.rounds import SECURITY_OFF, combine_rounds, secure_env
 from bench.security_parts import measure_security_parts
 
-TARGETS = ("raw", "served", "bentoml_route", "security", "bentoml_batching", "fastapi_ort", "naive")
+TARGETS = (
+    "raw",
+    "served",
+    "bentoml_route",
+    "security",
+    "bentoml_batching",
+    "fastapi_ort",
+    "pytriton",
+    "naive",
+)
 SECURITY_ROUNDS = 5  # alternating on/off rounds of the security target (each 0.3 of --duration)
 ROOT = Path(__file__).resolve().parent.parent
 BENTOML_BATCHING_ENV = {
@@ -104,10 +121,10 @@ class Bench:
             **kw,
         )
 
-    def _drain(self, url: str, authorization: str = "", timeout_s: float = 120) -> None:
+    def _drain(self, url: str, probe: str, authorization: str = "", timeout_s: float = 120) -> None:
         """Wait until requests left over by the last load run are answered: a probe queues behind them,
         and a quick answer means the server is idle again (else the next run pays for the last one)."""
-        body = self.probe_body
+        body = probe
         headers = {"content-type": "application/json"}
         if authorization:
             headers["authorization"] = authorization
@@ -132,10 +149,11 @@ class Bench:
         warmup: bool = True,
         **kw,
     ) -> dict:
-        self._drain(url, **kw)
+        probe = _first_line(bodies)
+        self._drain(url, probe, **kw)
         if warmup and self.config.warmup_s > 0:
             self._load(url, bodies, per_request, self.config.warmup_s, **kw)
-            self._drain(url, **kw)
+            self._drain(url, probe, **kw)
         pid = self._pids.get(url)
         cpu_before = tree_cpu_seconds(pid) if pid else 0.0
         result = self._load(url, bodies, per_request, seconds or self.config.duration_s, **kw)
@@ -153,12 +171,12 @@ class Bench:
         c = self.config.connections
         target = saturated["requests_per_s"] / 2
         think = c * 1000 / target
-        self._drain(url, **kw)
+        self._drain(url, self.probe_body, **kw)
         probe = self._load(url, self.single, 1, max(3.0, self.config.duration_s / 3), think_ms=think, **kw)
         if probe.requests_per_s > 0:  # rate = c / (think + latency): solve for the pause
             latency_ms = c * 1000 / probe.requests_per_s - think
             think = max(0.0, c * 1000 / target - latency_ms)
-        self._drain(url, **kw)
+        self._drain(url, self.probe_body, **kw)
         result = self._load(url, self.single, 1, self.config.duration_s, think_ms=think, **kw).as_dict()
         result["offered_fraction"] = round(result["requests_per_s"] / saturated["requests_per_s"], 3)
         self.log(
@@ -251,6 +269,25 @@ class Bench:
             self._pids[f"{url}/classify"] = process.pid
             return self._saturate(name, f"{url}/classify", self.single, 1)
 
+    def pytriton(self) -> dict | None:
+        """PyTriton (Triton's dynamic batcher) in front of the same ONNX file and runtime, from a venv of
+        its own (it needs NumPy < 2), made on first use; skipped with the reason when it cannot be made."""
+        c = self.config
+        python, reason = ensure_pytriton(self.log)
+        if python is None:
+            self.log(f"pytriton: skipped ({reason})")
+            return None
+        port = free_port()
+        bodies = write_triton_bodies(c.texts, c.workdir / "bodies-triton.jsonl")
+        argv = pytriton_argv(python, c.model_folder.resolve(), port)
+        log = c.workdir / "pytriton.log"
+        with running(
+            argv, triton_ready_url(port), log, env=pytriton_env(ROOT), cwd=ROOT, timeout_s=300
+        ) as process:
+            url = triton_infer_url(port)
+            self._pids[url] = process.pid
+            return self._saturate("pytriton", url, bodies, 1)
+
     def run(self) -> dict:
         c = self.config
         results: dict[str, dict | None] = {}
@@ -278,6 +315,8 @@ class Bench:
             for name, workers, threads in (("fastapi_ort", cores, "1"), ("fastapi_ort_1worker", "1", cores)):
                 options = ("--workers", workers, "--threads", threads, "--sub-batch", "8")
                 results[name] = self.plain_app(name, "bench.apps.fastapi_ort", c.model_folder, options)
+        if "pytriton" in c.targets:
+            results["pytriton"] = self.pytriton()
         if "naive" in c.targets:
             if c.checkpoint is None:
                 self.log("naive: skipped (no transformers checkpoint for this model family)")
@@ -311,6 +350,11 @@ class Bench:
             "ratios": measured,
             "targets_met": report.verdicts(results, measured),
         }
+
+
+def _first_line(path: Path) -> str:
+    with path.open(encoding="utf-8") as handle:
+        return handle.readline().rstrip("\n")
 
 
 def write_report(data: dict, output: Path) -> None:

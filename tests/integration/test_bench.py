@@ -37,6 +37,9 @@ def test_bench_measures_every_target(
     results = data["results"]
     loads = set(ROWS) - {"raw"}  # every HTTP target, BentoML's own batching included
     assert set(results) == {"raw", *loads}
+    if results["pytriton"] is None:  # its venv could not be made here: skipped, and the output says why
+        assert "pytriton: skipped (" in result.output
+        loads.discard("pytriton")
     for name in loads:
         assert set(results[name]) >= LOAD_FIELDS, name
         assert results[name]["texts_per_s"] > 0, name
@@ -48,7 +51,11 @@ def test_bench_measures_every_target(
     assert raw["texts_per_s"] == pytest.approx(mean, abs=0.1)
     assert 0 < results["served_half_load"]["offered_fraction"] < 1
     assert set(data["ratios"]) == set(RATIOS)
-    assert all(value is not None and value > 0 for value in data["ratios"].values())
+    assert all(
+        value > 0 for name, value in data["ratios"].items() if "pytriton" not in name or value is not None
+    )
+    assert set(data["security_parts"]["parts_us"]) == {"token, scope and rate limit", "audit line to a file",
+                                                       "audit line to stdout too"}  # fmt: skip
     assert {"zero_errors", HALF_LOAD_VERDICT, *TARGETS} <= set(data["targets_met"])
     assert data["machine"]["cores"] >= 1 and data["model"]["variant"] == "bert-int8"
     assert "| served_single |" in readme.read_text() and "old" not in readme.read_text()

@@ -74,6 +74,7 @@ def _full_results() -> dict:
         "fastapi_ort": _result(500),
         "fastapi_ort_1worker": _result(600),
         "naive": _result(150),
+        "pytriton": _result(450),
         "bentoml_batching_single": _result(600),
         "bentoml_batching_half_load": _result(200, offered_fraction=0.5),
         "security_on": _result(580),
@@ -89,6 +90,7 @@ def test_ratios_and_targets() -> None:
         "served_batched/raw": 0.96,
         "served_single/fastapi_ort": 1.5,  # against the faster simple server (1 worker here)
         "served_single/naive": 6.0,
+        "served_single/pytriton": 2.0,
         "served_single/bentoml_route": 2.0,
         "served_single/bentoml_batching": 1.5,
         "security_on/security_off": 0.967,
