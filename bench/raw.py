@@ -118,3 +118,33 @@ def remeasure(folder: Path, texts: list[str], raw: dict, *, seconds: float = 2.0
         "texts_per_s_before": before,
         "texts_per_s_after": again["texts_per_s"],
     }
+
+
+PLANNER_COSTS = (0, 2, 4, 8, 16, 32)  # call_cost_tokens tried; 0 = fixed chunks of 8
+
+
+def measure_planner(
+    folder: Path, texts: list[str], *, batch: int = 32, repeats: int = 3, seed: int = 0
+) -> dict:
+    """Model CPU µs per text on batches as a served lane sees them (random texts, `batch` at a time),
+    for each call cost of the sub-batch planner (`TEXTCLF_CALL_COST_TOKENS`): which cost packs calls best
+    for this model on this CPU. Single-threaded, CPU time, best of `repeats`."""
+    rng = np.random.default_rng(seed)
+    batches = [[texts[i] for i in rng.choice(len(texts), batch)] for _ in range(max(8, 1200 // batch))]
+    classifiers = {
+        cost: OnnxClassifier(folder, threads=1, sub_batch=8 if cost == 0 else 64, call_cost_tokens=cost)
+        for cost in PLANNER_COSTS
+    }
+    best = dict.fromkeys(PLANNER_COSTS, float("inf"))
+    for classifier in classifiers.values():
+        for warm in batches[:2]:
+            classifier.predict_proba(warm)
+    for _ in range(repeats):  # interleaved, so drift hits every cost alike
+        for cost, classifier in classifiers.items():
+            started, done = time.process_time(), 0
+            for texts_in_batch in batches:
+                classifier.predict_proba(texts_in_batch)
+                done += len(texts_in_batch)
+            best[cost] = min(best[cost], (time.process_time() - started) * 1e6 / done)
+    us = {str(cost): round(value, 1) for cost, value in best.items()}
+    return {"batch": batch, "us_per_text": us, "best_call_cost_tokens": int(min(best, key=best.__getitem__))}

@@ -28,7 +28,7 @@ DESCRIPTIONS = {
     "served_single": "Bento (`bentoml serve`, security on), 1 text per request",
     "served_batched": "Bento (`bentoml serve`), 32 texts per request",
     "served_half_load": "Bento, 1 text per request, at half the saturated rate",
-    "bentoml_route_single": "same Bento, `/classify` through BentoML's API route (before the front door)",
+    "bentoml_route_single": "same Bento as before the front door: BentoML's API route and HTTP metrics",
     "security_on": "same Bento, security on (token check, rate limit, audit line), 1 text per request",
     "security_off": "same Bento, security layer off, measured in rounds alternating with the above",
     "bentoml_batching_single": "same Bento on BentoML's batchable dispatcher, 1 text per request",
@@ -104,6 +104,20 @@ def _security_parts_table(parts: dict | None) -> list[str]:
     return lines
 
 
+def _planner_table(planner: dict | None) -> list[str]:
+    """Model CPU per text on served-like batches, by the sub-batch planner's call cost."""
+    if not planner:
+        return []
+    costs = planner["us_per_text"]
+    head = " | ".join("fixed 8" if cost == "0" else cost for cost in costs)
+    return [
+        "",
+        f"| `TEXTCLF_CALL_COST_TOKENS` ({planner['batch']} random texts per batch) | {head} |",
+        "|---|" + "---:|" * len(costs),
+        "| model CPU µs per text | " + " | ".join(f"{v:,.0f}" for v in costs.values()) + " |",
+    ]
+
+
 def markdown(report: dict) -> str:
     """The README's performance table, made from one bench report."""
     results = report["results"]
@@ -134,6 +148,7 @@ def markdown(report: dict) -> str:
         )
     lines += _cpu_table(results)
     lines += _security_parts_table(report.get("security_parts"))
+    lines += _planner_table(report.get("planner"))
     machine = report["machine"]
     raw = results.get("raw")
     best = (

@@ -27,7 +27,7 @@ from bench.peers import (
     write_triton_bodies,
 )
 from bench.processes import free_port, running
-from bench.raw import measure_raw, remeasure
+from bench.raw import measure_planner, measure_raw, remeasure
 from bench.rounds import SECURITY_OFF, combine_rounds, secure_env
 from bench.security_parts import measure_security_parts
 
@@ -43,6 +43,7 @@ TARGETS = (
 )
 SECURITY_ROUNDS = 5  # alternating on/off rounds of the security target (each 0.3 of --duration)
 ROOT = Path(__file__).resolve().parent.parent
+BEFORE_FRONT_DOOR_ENV = {"TEXTCLF_CLASSIFY_ROUTE": "bentoml", "TEXTCLF_BENTOML_METRICS": "true"}
 BENTOML_BATCHING_ENV = {
     "TEXTCLF_BATCHER": "bentoml",
     "TEXTCLF_WORKERS": "1",
@@ -208,10 +209,10 @@ class Bench:
         return {"served_single": single, "served_half_load": half, "served_batched": batched}
 
     def bentoml_route(self) -> dict[str, dict]:
-        """The same Bento with `/classify` answered by BentoML's API route instead of the front door:
-        the request path before the front door, measured in the same run (new vs old)."""
+        """The same Bento as it served before the front door (`/classify` through BentoML's API route,
+        BentoML's own per-request metrics), measured in the same run: new vs old."""
         c = self.config
-        env = {**self.secure_env, **c.served_env, "TEXTCLF_CLASSIFY_ROUTE": "bentoml"}
+        env = {**self.secure_env, **c.served_env, **BEFORE_FRONT_DOOR_ENV}
         with self._bento("bentoml_route", env) as url:
             single = self._saturate(
                 "bentoml_route_single", url, self.single, 1, authorization=self.authorization
@@ -299,6 +300,10 @@ class Bench:
                 f"(batch {best['batch']}, {best['processes']} process(es) x {best['lanes']} parallel call(s) "
                 f"x {best['threads']} thread(s))"
             )
+        planner = None
+        if "raw" in c.targets and _token_model(c.model_folder):
+            planner = measure_planner(c.model_folder, c.texts)
+            self.log(f"sub-batch planner, µs per text by call cost: {planner['us_per_text']}")
         if "served" in c.targets:
             results.update(self.served())
         if "bentoml_route" in c.targets:
@@ -347,9 +352,16 @@ class Bench:
             },
             "results": results,
             "security_parts": parts,
+            "planner": planner,
             "ratios": measured,
             "targets_met": report.verdicts(results, measured),
         }
+
+
+def _token_model(folder: Path) -> bool:
+    from textclf.core.runtime import OnnxClassifier
+
+    return OnnxClassifier(folder).tokenizer is not None
 
 
 def _first_line(path: Path) -> str:

@@ -1,6 +1,6 @@
-"""Monitoring: the room for model metrics, whylogs profiles, drift checks and the retraining trigger.
+"""Monitoring: the room for metrics, whylogs profiles, drift checks and the retraining trigger.
 
-Nothing lives here yet: a served model today exposes only BentoML's built-in Prometheus metrics at
-`/metrics` (request counts and latencies per route). The model metrics, drift detection and alerting
-are the next pieces of work.
+Today it holds the request metrics every route reports at `/metrics` (`http_metrics.py`: requests by
+route and status, latency by route, summed over every worker). Model metrics, drift detection and
+alerting are the next pieces of work.
 """

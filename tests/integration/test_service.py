@@ -127,8 +127,10 @@ def test_chunked_oversized_body_is_refused(server: str) -> None:
 def test_open_endpoints(server: str) -> None:
     assert httpx.get(f"{server}/livez", timeout=5).status_code == 200
     assert httpx.get(f"{server}/readyz", timeout=5).status_code == 200
-    metrics = httpx.get(f"{server}/metrics", timeout=5).text
-    assert "bentoml_service_request_total" in metrics
+    metrics = httpx.get(f"{server}/metrics", timeout=5)
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert "textclf_http_requests_total" in metrics.text
+    assert "bentoml_service_request_total" not in metrics.text  # BentoML's costly ones are off by default
     spec = httpx.get(f"{server}/docs.json", timeout=5).json()
     assert {"/classify", "/model"} <= set(spec["paths"])
     assert httpx.get(f"{server}/docs", timeout=5, follow_redirects=True).status_code == 200
@@ -136,15 +138,49 @@ def test_open_endpoints(server: str) -> None:
     assert httpx.get(f"{server}/nope", timeout=5).status_code == 404
 
 
+def _samples(url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Every sample of metric `name` on the /metrics page, by its labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    page = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(page)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def test_request_counts_are_exact_over_every_worker(server: str) -> None:
+    import concurrent.futures
+
+    ok, bad = (("route", "/classify"), ("status", "200")), (("route", "/classify"), ("status", "422"))
+    other = (("route", "other"), ("status", "404"))
+    before = _samples(server, "textclf_http_requests_total")
+    bodies = [{"texts": [t]} for t in TEXTS * 15] + [{"texts": []}] * 7
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:  # many connections: every worker answers some
+        answers = list(pool.map(lambda b: classify(server, b), bodies))
+    assert httpx.get(f"{server}/no/such/route/{len(bodies)}", timeout=5).status_code == 404
+    after = _samples(server, "textclf_http_requests_total")
+    assert [a.status_code for a in answers].count(200) == 60
+    assert after[ok] - before.get(ok, 0) == 60
+    assert after[bad] - before.get(bad, 0) == 7
+    assert after[other] - before.get(other, 0) == 1  # unknown paths share one label value
+    latency = _samples(server, "textclf_http_request_duration_seconds_count")
+    assert latency[(("route", "/classify"),)] >= after[ok] + after[bad]
+
+
 @pytest.fixture(scope="module")
 def bentoml_route_server(built_bento: dict[str, str], tmp_path_factory: pytest.TempPathFactory):
-    """The same Bento with `/classify` answered by BentoML's own API route instead of the front door."""
+    """The same Bento as it served before the front door: `/classify` through BentoML's own API route,
+    and BentoML's own per-request metrics on."""
     from tests.conftest import SECURITY_OFF, SERVER_LIMITS
     from tests.helpers import bentoml_serve
 
     env = {
         "TEXTCLF_MODEL": built_bento["model"],
         "TEXTCLF_CLASSIFY_ROUTE": "bentoml",
+        "TEXTCLF_BENTOML_METRICS": "true",
         **SECURITY_OFF,
         **SERVER_LIMITS,
     }
@@ -180,3 +216,9 @@ def test_the_front_door_answers_exactly_as_bentomls_route(
     assert front.headers["content-type"] == bentoml_route.headers["content-type"] == "application/json"
     if front.status_code == 200:  # answered by the front door itself, not by BentoML (which names itself)
         assert "server" not in front.headers and bentoml_route.headers["server"].startswith("BentoML")
+
+
+def test_bentoml_metrics_when_asked_for_beside_ours(bentoml_route_server: str) -> None:
+    assert classify(bentoml_route_server, {"texts": ["fx rate today"]}).status_code == 200
+    page = httpx.get(f"{bentoml_route_server}/metrics", timeout=5).text
+    assert "bentoml_service_request_total" in page and "textclf_http_requests_total" in page

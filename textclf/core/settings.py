@@ -57,13 +57,19 @@ class Settings(BaseModel):
     ort_threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads per lane")
     sub_batch: int = Field(64, ge=1, description="token models: most texts per padded ONNX Runtime call")
     call_cost_tokens: int = Field(
-        16, ge=0, description="token models: cost of one model call in tokens (0 = fixed sub-batches)"
+        4, ge=0, description="token models: cost of one model call in tokens (0 = fixed sub-batches)"
     )
     workers: int = Field(0, ge=0, description="server worker processes; 0 = one per core")
     timeout_s: int = Field(30, ge=1, description="request timeout, seconds")
     access_log: bool = Field(False, description="BentoML's per-request access log line")
     tracing: bool = Field(False, description="OpenTelemetry spans for `/classify` (configure an exporter)")
-    metrics: bool = Field(True, description="Prometheus metrics at `/metrics`")
+    metrics: bool = Field(
+        True, description="Prometheus metrics at `/metrics` (requests by route and status, latency)"
+    )
+    bentoml_metrics: bool = Field(
+        False,
+        description="also BentoML's own per-request HTTP metrics (`bentoml_service_*`; costly per request)",
+    )
     # -- security
     auth: bool = Field(True, description="require OAuth2 bearer tokens (JWT); false only behind another gate")
     home: str = Field(
