@@ -47,12 +47,26 @@ def best_baseline(results: dict[str, dict | None]) -> dict | None:
     return max(measured, key=lambda r: r["texts_per_s"], default=None)
 
 
+def median_ratio(pairs: list[float]) -> float:
+    """The median of per-round ratios (mean of the middle two for an even count)."""
+    ordered = sorted(pairs)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def ratios(results: dict[str, dict | None]) -> dict[str, float | None]:
+    """Throughput ratios; a target measured in back-to-back round pairs (security) is the median of its
+    pairs' ratios, so the drift of a shared machine between rounds and one odd round do not decide it."""
     results = {**results, BEST_BASELINE: best_baseline(results)}
     out: dict[str, float | None] = {}
     for name, (top, bottom) in RATIOS.items():
         a, b = results.get(top), results.get(bottom)
-        out[name] = round(a["texts_per_s"] / b["texts_per_s"], 3) if a and b and b["texts_per_s"] else None
+        if a and a.get("paired_ratios") and b:
+            out[name] = round(median_ratio(a["paired_ratios"]), 3)
+        else:
+            out[name] = (
+                round(a["texts_per_s"] / b["texts_per_s"], 3) if a and b and b["texts_per_s"] else None
+            )
     return out
 
 

@@ -28,6 +28,7 @@ from bench.peers import (
 )
 from bench.processes import free_port, running
 from bench.raw import measure_planner, measure_raw, remeasure
+from bench.report import median_ratio
 from bench.rounds import SECURITY_OFF, combine_rounds, secure_env
 from bench.security_parts import measure_security_parts
 
@@ -41,7 +42,7 @@ TARGETS = (
     "pytriton",
     "naive",
 )
-SECURITY_ROUNDS = 5  # alternating on/off rounds of the security target (each 0.3 of --duration)
+SECURITY_ROUNDS = 6  # alternating on/off rounds of the security target (each 0.25 of --duration)
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE_FRONT_DOOR_ENV = {"TEXTCLF_CLASSIFY_ROUTE": "bentoml", "TEXTCLF_BENTOML_METRICS": "true"}
 BENTOML_BATCHING_ENV = {
@@ -241,7 +242,7 @@ class Bench:
         on_env = {**self.secure_env, **c.served_env}
         off_env = {**c.served_env, **SECURITY_OFF}
         rounds: dict[str, list[dict]] = {"security_on": [], "security_off": []}
-        seconds = max(1.0, c.duration_s * 0.3)
+        seconds = max(1.0, c.duration_s * 0.25)
         with self._bento("security_on", on_env) as on_url, self._bento("security_off", off_env) as off_url:
             for i in range(SECURITY_ROUNDS):
                 for name, url, auth in (
@@ -253,10 +254,12 @@ class Bench:
                         self._saturate(label, url, self.single, 1, seconds, warmup=i == 0, authorization=auth)
                     )
         combined = {name: combine_rounds(results) for name, results in rounds.items()}
-        on, off = combined["security_on"]["texts_per_s"], combined["security_off"]["texts_per_s"]
-        self.log(
-            f"security: on/off = {on / off if off else float('nan'):.3f} over {SECURITY_ROUNDS} rounds each"
-        )
+        pairs = [
+            round(on["texts_per_s"] / off["texts_per_s"], 3) if off["texts_per_s"] else 0.0
+            for on, off in zip(rounds["security_on"], rounds["security_off"], strict=True)
+        ]
+        combined["security_on"]["paired_ratios"] = pairs
+        self.log(f"security: on/off per round pair {pairs}, median {median_ratio(pairs):.3f}")
         return combined
 
     def plain_app(self, name: str, module: str, source: Path, options: tuple[str, ...] = ()) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
@@ -45,8 +46,10 @@ class ClassifyRequest(BaseModel):
     )
 
 
-class Query(BaseModel):
-    """One text of a request, carrying its request's options through adaptive batching."""
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One text of a request, carrying its request's options through adaptive batching (a plain slotted
+    object: one is made per text on the hot path, already validated as part of `ClassifyRequest`)."""
 
     text: str
     top_k: int | None = None

@@ -236,3 +236,10 @@ def test_security_parts_run_each_part_for_real(tmp_path: Path) -> None:
     assert len((tmp_path / "audit-stdout.jsonl").read_text().splitlines()) == 50  # and the last one to stdout
     table = report._security_parts_table(parts)
     assert all(f"| {step} |" in "\n".join(table) for step in STEPS)
+
+
+def test_round_pairs_decide_the_security_ratio_by_their_median() -> None:
+    results = _full_results()
+    results["security_on"] = _result(500, paired_ratios=[0.97, 0.80, 0.96, 0.99, 0.98, 0.95])  # one odd pair
+    assert report.ratios(results)["security_on/security_off"] == 0.965  # not 500 / 600
+    assert report.median_ratio([0.9, 0.7, 0.8]) == 0.8
