@@ -67,7 +67,7 @@ tools:  ## the load generator the benchmark and its tests use (wrk, Debian/Ubunt
 test: venv tools  ## run the whole test suite (unit + real servers on loopback)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: pipeline tools  ## throughput of MODEL's Bento vs raw ONNX Runtime and plain servers (≈ 7 min)
+bench: pipeline tools  ## throughput of MODEL's Bento vs raw ONNX Runtime, plain servers and PyTriton (≈ 10 min)
 	textclf bench --model $(MODEL) --readme README.md
 
 check-readme: venv  ## the README's generated tables equal reports/ and the settings (`textclf readme` rewrites them)
