@@ -57,3 +57,32 @@ def test_batch_client_imports_only_serving_dependencies() -> None:
 def test_batch_client_is_not_part_of_the_bento() -> None:
     assert not (REPO / "bentos" / "batch.py").exists()
     assert (REPO / "batch" / "client.py").is_file()
+
+
+def test_the_bento_carries_every_module_its_code_imports(built_bento: dict[str, str]) -> None:
+    """A Bento runs from its own copy of the source (in its image, no editable install behind it): every
+    project module its code imports, lazily or not, must be in that copy."""
+    import ast
+
+    import bentoml
+
+    src = Path(bentoml.get(built_bento["bento"]).path) / "src"
+    ours = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
+    missing = set()
+    for path in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] not in ours:
+                    continue
+                module = src.joinpath(*parts)
+                if not (module.with_suffix(".py").is_file() or (module / "__init__.py").is_file()):
+                    missing.add(f"{name} (imported by {path.relative_to(src)})")
+    assert ours & {p.name for p in src.iterdir()}, "the Bento holds none of our packages"
+    assert not missing, sorted(missing)
