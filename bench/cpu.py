@@ -12,19 +12,29 @@ import psutil
 
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process `pid` and all its descendants alive now (0.0 if it is gone)."""
+    return sum(tree_cpu_split(pid))
+
+
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    """CPU seconds of the tree's main threads (each server worker's event loop runs in its process's
+    main thread) and of all its other threads (model lanes, ONNX Runtime, helpers): (main, other)."""
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
+        return 0.0, 0.0
+    main = other = 0.0
     for process in processes:
         try:
-            times = process.cpu_times()
+            times = process.cpu_times()  # every thread's, ended ones included
+            threads = process.threads()
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
-    return total
+        total = times.user + times.system
+        own = next((t.user_time + t.system_time for t in threads if t.id == process.pid), 0.0)
+        main += own
+        other += max(0.0, total - own)
+    return main, other
 
 
 def model_us_per_text(raw: dict) -> float | None:

@@ -97,13 +97,14 @@ def _cpu_table(results: dict[str, dict | None]) -> list[str]:
         return []
     lines = [
         "",
-        "| target | server CPU µs / request | outside the model µs / request |",
-        "|---|---:|---:|",
+        "| target | server CPU µs / request | outside the model µs / request | event loops µs / request |",
+        "|---|---:|---:|---:|",
     ]
     for name in timed:
         r = results[name] or {}
         cpu, outside = r["server_cpu_us_per_request"], r["outside_model_us_per_request"]
-        lines.append(f"| {name} | {cpu:,.0f} | {outside:,.0f} |")
+        main = r.get("main_threads_cpu_us_per_request")
+        lines.append(f"| {name} | {cpu:,.0f} | {outside:,.0f} | {'—' if main is None else f'{main:,.0f}'} |")
     return lines
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from bench import report
-from bench.cpu import add_outside_model, model_us_per_text, tree_cpu_seconds
+from bench.cpu import add_outside_model, model_us_per_text, tree_cpu_split
 from bench.load import LoadResult, run_wrk, write_bodies
 from bench.peers import (
     ensure_pytriton,
@@ -157,12 +157,15 @@ class Bench:
             self._load(url, bodies, per_request, self.config.warmup_s, **kw)
             self._drain(url, probe, **kw)
         pid = self._pids.get(url)
-        cpu_before = tree_cpu_seconds(pid) if pid else 0.0
+        main_before, other_before = tree_cpu_split(pid) if pid else (0.0, 0.0)
         result = self._load(url, bodies, per_request, seconds or self.config.duration_s, **kw)
         data = result.as_dict()
         if pid and result.requests:
-            cpu_us = (tree_cpu_seconds(pid) - cpu_before) * 1e6 / result.requests
-            data["server_cpu_us_per_request"] = round(cpu_us, 1)
+            main_after, other_after = tree_cpu_split(pid)
+            main_us = (main_after - main_before) * 1e6 / result.requests
+            other_us = (other_after - other_before) * 1e6 / result.requests
+            data["server_cpu_us_per_request"] = round(main_us + other_us, 1)
+            data["main_threads_cpu_us_per_request"] = round(main_us, 1)
         self.log(
             f"{name}: {result.texts_per_s:,.0f} texts/s, p99 {result.p99_ms:.0f} ms, {result.errors} errors"
         )

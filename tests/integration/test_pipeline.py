@@ -21,6 +21,7 @@ CODE = [
     "converters",
     "bentos",
     "auth",
+    "monitoring",
     "textclf",
     "bentofile.yaml",
     "requirements-serving.txt",

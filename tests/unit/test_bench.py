@@ -163,8 +163,9 @@ def test_cpu_per_request_outside_the_model() -> None:
     import os
     import subprocess
     import sys
+    import threading
 
-    from bench.cpu import add_outside_model, model_us_per_text, tree_cpu_seconds
+    from bench.cpu import add_outside_model, model_us_per_text, tree_cpu_seconds, tree_cpu_split
 
     raw = {
         "sweep": [
@@ -176,7 +177,9 @@ def test_cpu_per_request_outside_the_model() -> None:
     assert model_us_per_text(raw) == 1000.0
     assert model_us_per_text({"sweep": []}) is None
     results = {
-        "served_single": _result(900, server_cpu_us_per_request=1500.0, texts_per_request=1),
+        "served_single": _result(
+            900, server_cpu_us_per_request=1500.0, main_threads_cpu_us_per_request=150.0, texts_per_request=1
+        ),
         "served_batched": _result(900, server_cpu_us_per_request=40000.0, texts_per_request=32),
         "naive": None,
         "fastapi_ort": _result(500, texts_per_request=1),  # no CPU figure: left alone
@@ -186,12 +189,21 @@ def test_cpu_per_request_outside_the_model() -> None:
     assert results["served_batched"]["outside_model_us_per_request"] == 8000.0
     assert "outside_model_us_per_request" not in results["fastapi_ort"]
     table = report._cpu_table(results)
-    assert "| served_single | 1,500 | 500 |" in table and "| served_batched | 40,000 | 8,000 |" in table
+    assert (
+        "| served_single | 1,500 | 500 | 150 |" in table
+        and "| served_batched | 40,000 | 8,000 | — |" in table
+    )
 
     me = os.getpid()
     before = tree_cpu_seconds(me)
-    sum(i * i for i in range(3_000_000))  # a few hundred ms of CPU, many clock ticks
+    main_before, other_before = tree_cpu_split(me)
+    sum(i * i for i in range(3_000_000))  # a few hundred ms of CPU, many clock ticks, in the main thread
     assert tree_cpu_seconds(me) > before
+    side = threading.Thread(target=lambda: sum(i * i for i in range(3_000_000)))
+    side.start()
+    side.join()
+    main_after, other_after = tree_cpu_split(me)
+    assert main_after > main_before and other_after > other_before  # the side thread counts as other
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     assert tree_cpu_seconds(gone.pid) == 0.0
