@@ -12,7 +12,6 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,7 @@ from auth.oauth import MAX_FORM_BYTES, parse_form, token_response
 from auth.ratelimit import RateLimiter, retry_after
 from auth.scopes import ADMIN_PREFIX, ANY_SCOPE, JWKS_PATH, TOKEN_PATH, required_scope
 from auth.tokens import InvalidToken, TokenService
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from textclf.core.asgi import ASGIApp, Message, Receive, Scope, Send
 
 REALM = 'Bearer realm="textclf"'
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")

@@ -11,6 +11,7 @@ import json
 import random
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,8 +44,16 @@ class LoadResult:
         return asdict(self)
 
 
-def write_bodies(texts: list[str], per_request: int, path: Path, count: int = 2000, seed: int = 0) -> Path:
-    """Request bodies, one JSON object per line: `count` requests of `per_request` texts each."""
+def write_bodies(
+    texts: list[str],
+    per_request: int,
+    path: Path,
+    count: int = 2000,
+    seed: int = 0,
+    encode: Callable[[list[str]], object] = lambda chosen: {"texts": chosen},
+) -> Path:
+    """Request bodies, one JSON document per line: `count` requests of `per_request` texts each, drawn
+    the same way for every server; `encode` turns a request's texts into its body (ours by default)."""
     if not texts:
         raise LoadError("no texts to send")
     rng = random.Random(seed)
@@ -52,7 +61,7 @@ def write_bodies(texts: list[str], per_request: int, path: Path, count: int = 20
     with path.open("w", encoding="utf-8") as handle:
         for _ in range(count):
             chosen = [rng.choice(texts) for _ in range(per_request)]
-            handle.write(json.dumps({"texts": chosen}, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(encode(chosen), ensure_ascii=False) + "\n")
     return path
 
 

@@ -12,7 +12,6 @@ import fcntl
 import hashlib
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.load import LoadError
+from bench.load import write_bodies
 from textclf.core.offline import OFFLINE_ENV
 
 PYTRITON_REQUIREMENTS = Path(__file__).with_name("requirements-pytriton.txt")
@@ -147,12 +146,5 @@ def triton_body(text: str) -> dict:
 
 
 def write_triton_bodies(texts: list[str], path: Path, count: int = 2000, seed: int = 0) -> Path:
-    """Like bench.load.write_bodies with one text per request (same random choices), as v2 JSON lines."""
-    if not texts:
-        raise LoadError("no texts to send")
-    rng = random.Random(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for _ in range(count):
-            handle.write(json.dumps(triton_body(rng.choice(texts)), ensure_ascii=False) + "\n")
-    return path
+    """bench.load.write_bodies with one text per request (the same random choices), as v2 JSON lines."""
+    return write_bodies(texts, 1, path, count, seed, encode=lambda chosen: triton_body(chosen[0]))

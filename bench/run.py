@@ -365,9 +365,9 @@ class Bench:
 
 
 def _token_model(folder: Path) -> bool:
-    from textclf.core.runtime import OnnxClassifier
+    from textclf.core.contract import read_model_folder
 
-    return OnnxClassifier(folder).tokenizer is not None
+    return read_model_folder(folder)[1].input_kind == "tokens"
 
 
 def _first_line(path: Path) -> str:

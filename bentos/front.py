@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from textclf.core.asgi import ASGIApp, Message, Receive, Scope, Send
+
 Answer = Callable[[bytes], Awaitable[tuple[int, bytes, Sequence[tuple[bytes, bytes]]]]]
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,8 @@ from textclf.core.runtime import OnnxClassifier
 
 go_offline()
 AUTH = auth_config(SETTINGS)
-RETRY_LATER = [(b"retry-after", b"1")]
+RETRY_LATER = ((b"retry-after", b"1"),)
+NO_HEADERS = ()
 # `POST /classify` answered by the front door itself (bentos.front), once this worker's instance binds it
 CLASSIFY = HotRoute()
 
@@ -127,12 +128,12 @@ class TextClassifier:
                     {"error": _overloaded(exc)}, status_code=503, headers={"Retry-After": "1"}
                 )
 
-    async def _answer_classify(self, body: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    async def _answer_classify(self, body: bytes) -> tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]:
         """The front door's `/classify`: the same validation, batcher and answer as the API method
         above, without BentoML's per-request machinery; raises ValidationError for a bad body."""
         queries = parse_classify(body)
         try:
-            return 200, encode_predictions(await self.batcher.submit(queries)), []
+            return 200, encode_predictions(await self.batcher.submit(queries)), NO_HEADERS
         except Overloaded as exc:
             return 503, json_error(_overloaded(exc)), RETRY_LATER
 

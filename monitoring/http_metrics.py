@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -26,11 +26,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from textclf.core.asgi import ASGIApp, Message, Receive, Scope, Send
 
 OTHER_ROUTE = "other"
 # Seconds; short texts answer in milliseconds, a saturated server in tenths, a timeout at 30 s.
