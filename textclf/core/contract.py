@@ -20,6 +20,8 @@ MODEL_FILE = "model.onnx"
 LABELS_FILE = "labels.json"
 METADATA_FILE = "metadata.json"
 TOKENIZER_FILE = "tokenizer.json"
+VOCABULARY_FILE = "vocabulary.json"  # optional, raw-string models: their word vocabulary (monitoring)
+REFERENCE_FILE = "reference.bin"  # whylogs profile of the validation split's features (drift reference)
 PROBABILITIES_OUTPUT = "probabilities"
 
 InputKind = Literal["text", "tokens"]

@@ -7,22 +7,25 @@ sizes those sub-batches by estimated work (`plan_calls`); offline scoring uses f
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from textclf.core.artifacts import ModelFiles
 from textclf.core.contract import (
     MODEL_FILE,
     PROBABILITIES_OUTPUT,
     TOKENIZER_FILE,
+    VOCABULARY_FILE,
     ContractError,
     ModelMetadata,
     read_model_files,
 )
+from textclf.core.features import InputStats, WordListStats, WordPieceStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +80,12 @@ class _TokenFeeder:
         self.call_cost_tokens = call_cost_tokens
         self.type_ids = "token_type_ids" in input_names
 
-    def sub_batches(self, texts: list[str]):
-        """Yield (row indices, feed dict) covering every text exactly once."""
-        encodings = self.tokenizer.encode_batch(texts)
+    def encode(self, texts: list[str]) -> list[Encoding]:
+        """One batched Rust call (it releases the GIL)."""
+        return self.tokenizer.encode_batch(texts)
+
+    def sub_batches(self, encodings: list[Encoding]):
+        """Yield (row indices, feed dict) covering every encoded text exactly once."""
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(lengths, kind="stable")
         for start, end in plan_calls(lengths[order], self.sub_batch, self.call_cost_tokens):
@@ -90,7 +96,9 @@ class _TokenFeeder:
             for r, i in enumerate(rows):
                 n = lengths[i]
                 ids[r, :n] = encodings[i].ids
-                mask[r, :n] = 1
+                # a text with no token at all is read as one padding token: an all-zero mask row
+                # turns a dynamically quantised graph's whole batch to noise, other texts included
+                mask[r, : max(n, 1)] = 1
             feed = {"input_ids": ids, "attention_mask": mask}
             if self.type_ids:
                 feed["token_type_ids"] = np.zeros_like(ids)
@@ -133,6 +141,10 @@ class OnnxClassifier:
         if isinstance(width, int) and width != len(self.labels):
             raise ContractError(f"{folder}: graph scores {width} classes, labels.json has {len(self.labels)}")
         self._text_input = self.session.get_inputs()[0].name
+        # raw-string models may ship their word vocabulary (monitoring's out-of-vocabulary rate)
+        self.vocabulary: list[str] | None = (
+            json.loads(files.read_text(VOCABULARY_FILE)) if files.has(VOCABULARY_FILE) else None
+        )
         self._feeder = (
             _TokenFeeder(files, self.metadata, inputs, sub_batch, call_cost_tokens)
             if self.metadata.input_kind == "tokens"
@@ -144,21 +156,40 @@ class OnnxClassifier:
         """The model's tokenizer (None for models that take raw strings)."""
         return None if self._feeder is None else self._feeder.tokenizer
 
+    @property
+    def input_stats(self) -> InputStats:
+        """How monitoring counts this model's tokens and out-of-vocabulary words (textclf.core.features)."""
+        if self._feeder is not None:
+            tokenizer = self._feeder.tokenizer
+            unk = getattr(tokenizer.model, "unk_token", None)
+            return WordPieceStats(tokenizer.token_to_id(unk) if unk else None)
+        return WordListStats(self.vocabulary)
+
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """Class probabilities for a batch of texts, shape (len(texts), len(labels)), in order."""
-        return self.output(texts, PROBABILITIES_OUTPUT)
+        return self.predict(texts)[0]
+
+    def predict(self, texts: list[str]) -> tuple[np.ndarray, list[Encoding] | None]:
+        """`predict_proba` plus the tokenizer's encodings of the texts (None for models that take
+        raw strings): the monitoring features (token counts, out-of-vocabulary rate) read them later,
+        off the model lane, instead of tokenising twice."""
+        return self._run(texts, PROBABILITIES_OUTPUT)
 
     def output(self, texts: list[str], name: str) -> np.ndarray:
         """Any per-class output of the graph (e.g. `logits`, for parity checks), in text order."""
+        return self._run(texts, name)[0]
+
+    def _run(self, texts: list[str], name: str) -> tuple[np.ndarray, list[Encoding] | None]:
         if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
+            return np.zeros((0, len(self.labels)), dtype=np.float32), None if self._feeder is None else []
         if self._feeder is None:
             feed = np.asarray(texts, dtype=object).reshape(-1, 1)
-            return self.session.run([name], {self._text_input: feed})[0]
+            return self.session.run([name], {self._text_input: feed})[0], None
         out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        for rows, feed in self._feeder.sub_batches(texts):
+        encodings = self._feeder.encode(texts)
+        for rows, feed in self._feeder.sub_batches(encodings):
             out[rows] = self.session.run([name], feed)[0]
-        return out
+        return out, encodings
 
     def top_k(self, probs: np.ndarray, k: int) -> list[list[Scored]]:
         """The k best labels per row, best first."""

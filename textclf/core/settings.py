@@ -70,6 +70,33 @@ class Settings(BaseModel):
         False,
         description="also BentoML's own per-request HTTP metrics (`bentoml_service_*`; costly per request)",
     )
+    # -- monitoring
+    profiles: bool = Field(
+        True, description="log each served text's derived features (never the text) into whylogs profiles"
+    )
+    profiles_dir: str | None = Field(
+        None, description="where each worker writes its whylogs profiles (default HOME/profiles)"
+    )
+    profile_interval_s: int = Field(60, ge=1, description="seconds each profile covers (one file per worker)")
+    profile_queue: int = Field(
+        10000, ge=1, description="texts waiting for the profiler; past it features are dropped and counted"
+    )
+    low_confidence: float = Field(
+        0.5, ge=0, le=1, description="answers below this top probability count as low-confidence"
+    )
+    drift_check_s: int = Field(60, ge=0, description="how often the server checks its own drift; 0 = never")
+    drift_window_s: int = Field(
+        3600, ge=1, description="seconds of recent profiles the server's drift check covers"
+    )
+    drift_min_texts: int = Field(
+        200, ge=1, description="fewest texts in a window before a drift verdict is given"
+    )
+    drift_alpha: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="false-alarm rate of one drift check, over all features (Holm-corrected)",
+    )
     # -- security
     auth: bool = Field(True, description="require OAuth2 bearer tokens (JWT); false only behind another gate")
     home: str = Field(
