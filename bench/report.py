@@ -13,6 +13,8 @@ RATIOS = {
     "served_single/bentoml_route": ("served_single", "bentoml_route_single"),
     "served_single/bentoml_batching": ("served_single", "bentoml_batching_single"),
     "security_on/security_off": ("security_on", "security_off"),
+    "monitoring_on/monitoring_off": ("monitoring_on", "monitoring_off"),
+    "overhead_on/overhead_off": ("overhead_on", "overhead_off"),
 }
 TARGETS = {
     "served_single/raw": 0.8,
@@ -20,6 +22,8 @@ TARGETS = {
     "served_single/fastapi_ort": 1.3,  # against the best simple server of the run
     "served_single/naive": 5.0,
     "security_on/security_off": 0.95,
+    "monitoring_on/monitoring_off": 0.95,
+    "overhead_on/overhead_off": 0.93,
 }
 HALF_LOAD_P99_MS = 50.0
 HALF_LOAD_VERDICT = "half_load_p99"
@@ -31,6 +35,10 @@ DESCRIPTIONS = {
     "bentoml_route_single": "same Bento as before the front door: BentoML's API route and HTTP metrics",
     "security_on": "same Bento, security on (token check, rate limit, audit line), 1 text per request",
     "security_off": "same Bento, security layer off, measured in rounds alternating with the above",
+    "monitoring_on": "same Bento, monitoring on (model metrics, profiles, drift check), security on",
+    "monitoring_off": "same Bento, monitoring off, security on, in rounds alternating with the above",
+    "overhead_on": "same Bento, security and monitoring on, 1 text per request",
+    "overhead_off": "same Bento, security and monitoring off, in rounds alternating with the above",
     "bentoml_batching_single": "same Bento on BentoML's batchable dispatcher, 1 text per request",
     "bentoml_batching_half_load": "same, at half its saturated rate",
     "fastapi_ort": "FastAPI + same ONNX file, a uvicorn worker per core (1 ORT thread), sorted chunks of 8",

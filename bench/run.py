@@ -37,12 +37,18 @@ TARGETS = (
     "served",
     "bentoml_route",
     "security",
+    "monitoring",
+    "overhead",
     "bentoml_batching",
     "fastapi_ort",
     "pytriton",
     "naive",
 )
-SECURITY_ROUNDS = 6  # alternating on/off rounds of the security target (each 0.25 of --duration)
+PAIRED_ROUNDS = (
+    6  # alternating on/off rounds of the security, monitoring and overhead targets (0.25 of --duration each)
+)
+# monitoring off: no model metrics, no profiles, no drift check (and no /metrics page)
+MONITORING_OFF = {"TEXTCLF_METRICS": "false", "TEXTCLF_PROFILES": "false"}
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE_FRONT_DOOR_ENV = {"TEXTCLF_CLASSIFY_ROUTE": "bentoml", "TEXTCLF_BENTOML_METRICS": "true"}
 BENTOML_BATCHING_ENV = {
@@ -237,32 +243,60 @@ class Bench:
 
     def security(self) -> dict[str, dict]:
         """What the security layer costs: the Bento with it (tokens verified, rate limit, audit lines)
-        and without, both up at once and measured in alternating rounds, so drift of this shared
-        machine hits both alike."""
+        and without."""
         c = self.config
         if not c.secure:
             raise ValueError("the security target compares against the secure server: leave secure on")
-        on_env = {**self.secure_env, **c.served_env}
-        off_env = {**c.served_env, **SECURITY_OFF}
-        rounds: dict[str, list[dict]] = {"security_on": [], "security_off": []}
+        on = {**self.secure_env, **c.served_env}
+        return self._paired("security", (on, self.authorization), ({**c.served_env, **SECURITY_OFF}, ""))
+
+    def monitoring(self) -> dict[str, dict]:
+        """What monitoring costs (model metrics, the profiler, the server's drift check), security as
+        shipped on both sides."""
+        on = {**self.secure_env, **self.config.served_env}
+        return self._paired(
+            "monitoring", (on, self.authorization), ({**on, **MONITORING_OFF}, self.authorization)
+        )
+
+    def overhead(self) -> dict[str, dict]:
+        """Security and monitoring together against both off: everything around the model."""
+        c = self.config
+        if not c.secure:
+            raise ValueError("the overhead target compares against the secure server: leave secure on")
+        on = {**self.secure_env, **c.served_env}
+        off = {**c.served_env, **SECURITY_OFF, **MONITORING_OFF}
+        return self._paired("overhead", (on, self.authorization), (off, ""))
+
+    def _paired(
+        self, name: str, on: tuple[dict[str, str], str], off: tuple[dict[str, str], str]
+    ) -> dict[str, dict]:
+        """The same Bento served twice at once (`on` and `off`: env and Authorization), measured in
+        alternating rounds, so drift of this shared machine hits both alike."""
+        c = self.config
+        on_name, off_name = f"{name}_on", f"{name}_off"
+        rounds: dict[str, list[dict]] = {on_name: [], off_name: []}
         seconds = max(1.0, c.duration_s * 0.25)
-        with self._bento("security_on", on_env) as on_url, self._bento("security_off", off_env) as off_url:
-            for i in range(SECURITY_ROUNDS):
-                for name, url, auth in (
-                    ("security_on", on_url, self.authorization),
-                    ("security_off", off_url, ""),
-                ):
-                    label = f"{name} round {i + 1}/{SECURITY_ROUNDS}"
-                    rounds[name].append(
-                        self._saturate(label, url, self.single, 1, seconds, warmup=i == 0, authorization=auth)
+        with self._bento(on_name, on[0]) as on_url, self._bento(off_name, off[0]) as off_url:
+            for i in range(PAIRED_ROUNDS):
+                for label, url, auth in ((on_name, on_url, on[1]), (off_name, off_url, off[1])):
+                    rounds[label].append(
+                        self._saturate(
+                            f"{label} round {i + 1}/{PAIRED_ROUNDS}",
+                            url,
+                            self.single,
+                            1,
+                            seconds,
+                            warmup=i == 0,
+                            authorization=auth,
+                        )
                     )
-        combined = {name: combine_rounds(results) for name, results in rounds.items()}
+        combined = {label: combine_rounds(results) for label, results in rounds.items()}
         pairs = [
-            round(on["texts_per_s"] / off["texts_per_s"], 3) if off["texts_per_s"] else 0.0
-            for on, off in zip(rounds["security_on"], rounds["security_off"], strict=True)
+            round(a["texts_per_s"] / b["texts_per_s"], 3) if b["texts_per_s"] else 0.0
+            for a, b in zip(rounds[on_name], rounds[off_name], strict=True)
         ]
-        combined["security_on"]["paired_ratios"] = pairs
-        self.log(f"security: on/off per round pair {pairs}, median {median_ratio(pairs):.3f}")
+        combined[on_name]["paired_ratios"] = pairs
+        self.log(f"{name}: on/off per round pair {pairs}, median {median_ratio(pairs):.3f}")
         return combined
 
     def plain_app(self, name: str, module: str, source: Path, options: tuple[str, ...] = ()) -> dict:
@@ -319,6 +353,9 @@ class Bench:
             results.update(self.security())
             parts = measure_security_parts(c.workdir / "security-parts")
             self.log(f"security layer in process: {parts['steps_us']}")
+        for paired in ("monitoring", "overhead"):
+            if paired in c.targets:
+                results.update(getattr(self, paired)())
         if "bentoml_batching" in c.targets:
             results.update(self.bentoml_batching())
         if "fastapi_ort" in c.targets:

@@ -79,6 +79,10 @@ def _full_results() -> dict:
         "bentoml_batching_half_load": _result(200, offered_fraction=0.5),
         "security_on": _result(580),
         "security_off": _result(600),
+        "monitoring_on": _result(590, paired_ratios=[0.99, 0.97, 0.98]),  # the median pair decides
+        "monitoring_off": _result(500),
+        "overhead_on": _result(560),
+        "overhead_off": _result(600),
     }
 
 
@@ -94,6 +98,8 @@ def test_ratios_and_targets() -> None:
         "served_single/bentoml_route": 2.0,
         "served_single/bentoml_batching": 1.5,
         "security_on/security_off": 0.967,
+        "monitoring_on/monitoring_off": 0.98,
+        "overhead_on/overhead_off": 0.933,
     }
     met = report.verdicts(results, measured)
     assert all(met.values())

@@ -34,7 +34,7 @@ def bench(
     warmup: float = typer.Option(5.0, min=0, help="Seconds of load before each measurement."),
     batch_texts: int = typer.Option(32, min=2, help="Texts per request for the served_batched target."),
     targets: str = typer.Option(
-        "raw,served,bentoml_route,security,bentoml_batching,fastapi_ort,pytriton,naive",
+        "raw,served,bentoml_route,security,monitoring,overhead,bentoml_batching,fastapi_ort,pytriton,naive",
         help="Comma-separated targets to run.",
     ),
     secure: bool = typer.Option(
@@ -105,3 +105,60 @@ def bench(
     console.print(markdown(data))
     if readme is not None and not replace_block(readme, readme_block, markdown(data)):
         console.print(f"[yellow]warning:[/] {readme} has no {readme_block} block; not updated")
+
+
+@app.command("drift-eval")
+def drift_eval(
+    model: str = typer.Option(
+        "champion", "--model", "-m", help="Variant (family or family-int8), or champion."
+    ),
+    window: int = typer.Option(500, min=10, help="Texts per window (the headline rates)."),
+    windows: int = typer.Option(20, min=1, help="Windows per shift and window size."),
+    accuracy_window: int = typer.Option(1000, min=10, help="Texts per window for the accuracy estimate."),
+    alpha: float | None = typer.Option(
+        None, help="False-alarm rate of one check (default: TEXTCLF_DRIFT_ALPHA)."
+    ),
+    seed: int = typer.Option(0, help="Seed of every sample and shift."),
+    output: Path = typer.Option(
+        Path("reports/drift_eval.json"), "--output", "-o", help="Where to write the JSON."
+    ),
+    readme: Path | None = typer.Option(
+        None, help="Also write the table into this README's drift_eval block."
+    ),
+    params_file: Path = ParamsOption,
+) -> None:
+    """Measure the drift check: false alarms, detection per shift, label-free accuracy estimate."""
+    from bench.drift_eval import EvalData, evaluate, markdown
+    from monitoring.profiles import read_reference
+    from textclf.core.contract import REFERENCE_FILE
+    from textclf.core.runtime import OnnxClassifier
+    from textclf.core.settings import load_settings
+    from textclf.readme import replace_block
+    from training.data import load_texts_labels
+
+    chosen, folder = variant(model, params_file)
+    if not (folder / REFERENCE_FILE).is_file():
+        raise fail(f"{folder} has no {REFERENCE_FILE}: re-export it (`dvc repro export@{chosen.family}`)")
+    p = load(params_file).data
+    for split in (p.prepared_train, p.prepared_test):
+        if not split.is_file():
+            raise fail(f"{split} not found: run `dvc repro validate` first")
+    train_texts, train_labels = load_texts_labels(p.prepared_train, "text", "label")
+    test_texts, test_labels = load_texts_labels(p.prepared_test, "text", "label")
+    data = evaluate(
+        OnnxClassifier(folder),
+        read_reference(folder / REFERENCE_FILE),
+        EvalData(train_texts, train_labels, test_texts, test_labels),
+        windows=windows,
+        window=window,
+        accuracy_window=accuracy_window,
+        alpha=load_settings().drift_alpha if alpha is None else alpha,
+        seed=seed,
+        log=lambda line: console.print(f"[cyan]drift-eval[/] {line}"),
+    )
+    data = {"model": chosen.name, "command": " ".join(["textclf", "drift-eval", *sys.argv[2:]]), **data}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    console.print(markdown(data))
+    if readme is not None and not replace_block(readme, "drift_eval", markdown(data)):
+        console.print(f"[yellow]warning:[/] {readme} has no drift_eval block; not updated")
