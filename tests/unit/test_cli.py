@@ -57,6 +57,7 @@ CASES: dict[tuple[str, ...], tuple[list[str], int, str]] = {
     ("tls-cert",): (["--out", "certs", "--days", "2"], 0, "valid 2 days"),
     ("predict-batch",): (["missing.csv", "-o", "out.csv"], 1, "input file missing.csv does not exist"),
     ("bench",): (["--targets", "warp"], 1, "unknown targets ['warp']"),
+    ("drift",): (["--model", "logreg", "--params", "{params}"], 2, "no exported model 'logreg'"),
     ("drift-eval",): (["--model", "logreg", "--params", "{params}"], 1, "no exported model 'logreg'"),
     ("readme",): (["--readme", "nothing.md", "--check"], 1, "stale generated block(s): settings"),
     ("token",): (["--sub", "ci", "--scope", "root"], 1, "scopes must be some of classify"),

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import typer
 
-from textclf.cli import auth, bench, docs, pipeline, serving
+from textclf.cli import auth, bench, docs, monitor, pipeline, serving
 from textclf.cli.serving import serve_argv
 from textclf.core.offline import go_offline
 
 go_offline()
 app = typer.Typer(help="Train, convert, serve and use text classifiers.", no_args_is_help=True)
-for _room in (pipeline, serving, bench, docs):
+for _room in (pipeline, serving, bench, docs, monitor):
     app.registered_commands.extend(_room.app.registered_commands)
 app.add_typer(auth.app, name="auth")
 app.command()(auth.token)
