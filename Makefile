@@ -21,7 +21,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv data pipeline build run auth cert test bench tools check-readme lint format clean
+.PHONY: help venv data pipeline build run auth cert test test-rules bench tools check-readme lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,9 +60,27 @@ cert: venv  ## self-signed certificate + key for local HTTPS in certs/ (FORCE=1 
 $(CERTS)/key.pem: | venv  # `make run TLS=1` makes a local pair only if there is none
 	textclf tls-cert --out $(CERTS) $(addprefix --host ,$(CERT_HOSTS)) --force
 
-tools:  ## the load generator the benchmark and its tests use (wrk, Debian/Ubuntu package)
-	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && (apt-get install -y -qq wrk || \
-	  sudo apt-get install -y -qq wrk); } || { echo "install wrk (apt-get/brew install wrk)"; exit 1; }
+# The tools outside Python that tests use: TOOL=PACKAGE (Debian/Ubuntu), alternatives split by a comma
+# (Debian names Alertmanager's binary prometheus-alertmanager; upstream and brew, alertmanager).
+TOOLS := wrk=wrk prometheus=prometheus promtool=prometheus \
+  prometheus-alertmanager,alertmanager=prometheus-alertmanager amtool=prometheus-alertmanager
+
+tools:  ## wrk (benchmark) and Prometheus, promtool, Alertmanager, amtool (monitoring tests), from apt-get
+	@have() { for t in $$(echo "$${1%%=*}" | tr , ' '); do command -v "$$t" >/dev/null && return 0; done; return 1; }; \
+	missing=$$(for tool in $(TOOLS); do have $$tool || echo "$${tool#*=}"; done | sort -u | xargs); \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq --no-install-recommends $$missing || \
+	    sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi; \
+	for tool in $(TOOLS); do have $$tool || \
+	  { echo "no $${tool%%=*}: install the package $${tool#*=} (apt-get; brew: wrk prometheus alertmanager)" >&2; \
+	    exit 1; }; done
+
+test-rules: venv tools  ## check and unit-test the Prometheus rules, Alertmanager config and dashboard JSON (seconds)
+	promtool check config monitoring/prometheus/prometheus.yml
+	promtool test rules monitoring/prometheus/tests/*.yml
+	amtool check-config monitoring/alertmanager/alertmanager.yml
+	$(BIN)/python -m monitoring.dashboard --check
 
 test: venv tools  ## run the whole test suite (unit + real servers on loopback)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
