@@ -2,8 +2,11 @@
 
 fp32 must score like the source model (TF-IDF+LR: probabilities on the whole test split; PyTorch
 families: logits on a test sample); int8 must agree with fp32 on the labels of the whole test split.
-Any miss raises ParityError and stops the pipeline. What differs per family (conversion, fp32 parity,
-int8 options) lives in converters.exporters; this module does what every family shares.
+Any miss raises ParityError and stops the pipeline. Parity compares the graphs as exported; only then
+is each variant calibrated (a temperature fitted on the family's validation split,
+converters.calibration) and given its drift reference (the features of that split, converters.reference),
+both from texts the model never trained on. What differs per family (conversion, fp32 parity, int8
+options, a vocabulary) lives in converters.exporters; this module does what every family shares.
 """
 
 from __future__ import annotations
@@ -17,11 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from converters import parity
+from converters.calibration import Calibration, calibrate
 from converters.exporters import Int8Options, exporter_for
+from converters.reference import write_reference_profile, write_vocabulary
 from converters.store import save_to_store
 from textclf.core.contract import (
+    MODEL_FILE,
     TOKENIZER_FILE,
     ModelMetadata,
+    check_exported_folder,
     read_model_folder,
     write_metadata,
     write_model_folder,
@@ -32,24 +39,61 @@ from training.data import load_texts_labels
 from training.families.base import ModelFamily
 from training.families.factory import load_family
 from training.params import Params
+from training.splits import Examples, validation_examples
 from training.train import RUN_FILE
 from training.validate import PREPARED_LABEL, PREPARED_TEXT
 
 
+def model_version(onnx_bytes: bytes, temperature: float = 1.0) -> str:
+    """A model's version: a hash of what its served probabilities depend on, the ONNX bytes and the
+    temperature (uncalibrated: the ONNX bytes alone). Same model, same version; a new calibration of
+    the same graph is a new version, so the store and the Bento never keep a stale one."""
+    digest = hashlib.sha256(onnx_bytes)
+    if temperature != 1.0:
+        digest.update(f"\ntemperature={temperature!r}".encode())
+    return digest.hexdigest()[:16]
+
+
 def _write_variant(
-    out_dir: Path, variant: Variant, onnx_bytes: bytes, model: ModelFamily, base: ModelMetadata
+    out_dir: Path,
+    variant: Variant,
+    onnx_bytes: bytes,
+    model: ModelFamily,
+    base: ModelMetadata,
+    vocabulary: list[str] | None,
 ) -> Path:
-    """Write one variant's model folder, `out_dir/<precision>`; its version is the ONNX bytes' hash."""
+    """Write one variant's model folder, `out_dir/<precision>`, uncalibrated (temperature 1)."""
     folder = out_dir / variant.precision
     if folder.exists():
         shutil.rmtree(folder)
-    version = hashlib.sha256(onnx_bytes).hexdigest()[:16]
+    version = model_version(onnx_bytes)
     write_model_folder(
         folder, onnx_bytes, model.labels, replace(base, precision=variant.precision, version=version)
     )
     if model.tokenizer is not None:
         model.tokenizer.save(str(folder / TOKENIZER_FILE))
+    if vocabulary is not None:
+        write_vocabulary(folder, vocabulary)
     return folder
+
+
+def _calibrate_variant(folder: Path, validation: Examples, test: Examples) -> Calibration:
+    """Fit the variant's temperature on the validation split's graph probabilities, measure it on
+    both splits, and record it (with the version it implies) in the folder's metadata."""
+    served = OnnxClassifier(folder)
+    if served.temperature != 1.0:
+        raise ValueError(f"{folder}: already calibrated (temperature {served.temperature})")
+    index = {label: i for i, label in enumerate(served.labels)}
+    calibration = calibrate(
+        parity.chunked(served.predict_proba, validation.texts),
+        np.array([index[label] for label in validation.labels]),
+        parity.chunked(served.predict_proba, test.texts),
+        np.array([index[label] for label in test.labels]),
+    )
+    _, metadata = read_model_folder(folder)
+    version = model_version((folder / MODEL_FILE).read_bytes(), calibration.temperature)
+    write_metadata(folder, replace(metadata, temperature=calibration.temperature, version=version))
+    return calibration
 
 
 def _quantize_int8(onnx_bytes: bytes, options: Int8Options) -> bytes:
@@ -60,8 +104,9 @@ def _quantize_int8(onnx_bytes: bytes, options: Int8Options) -> bytes:
 
 
 def export(params: Params, model_dir: Path, out_dir: Path, reports_dir: Path) -> dict[str, dict[str, float]]:
-    """Convert the model in `model_dir` into `out_dir/fp32` (and `out_dir/int8`); check parity; save
-    each variant to the BentoML model store."""
+    """Convert the model in `model_dir` into `out_dir/fp32` (and `out_dir/int8`); check parity;
+    calibrate each variant and give it its drift reference (reports/calibration_<family>.json); save
+    each variant to the BentoML model store. Returns the parity reports."""
     model = load_family(model_dir)
     exporter = exporter_for(model.name)
     fp32, *int8 = variants_of(model.name, quantized=model.name in params.export.quantize)
@@ -79,17 +124,19 @@ def export(params: Params, model_dir: Path, out_dir: Path, reports_dir: Path) ->
         registered_version=run["registered_version"],
     )
     texts, labels = load_texts_labels(params.data.prepared_test, PREPARED_TEXT, PREPARED_LABEL)
+    validation = validation_examples(params, model.name)
+    vocabulary = exporter.vocabulary(model)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     results: dict[str, dict[str, float]] = {}
     try:
         fp32_bytes = exporter.to_onnx(model, model_dir, params.export)
-        fp32_served = OnnxClassifier(_write_variant(out_dir, fp32, fp32_bytes, model, base))
+        fp32_served = OnnxClassifier(_write_variant(out_dir, fp32, fp32_bytes, model, base, vocabulary))
         report = exporter.fp32_parity(model, fp32_served, texts, params.export)
         results[fp32.precision] = report.as_dict() | {"onnx_bytes": len(fp32_bytes)}
         for variant in int8:  # the int8 variant, where params ask for one
             int8_bytes = _quantize_int8(fp32_bytes, exporter.int8)
-            folder = _write_variant(out_dir, variant, int8_bytes, model, base)
+            folder = _write_variant(out_dir, variant, int8_bytes, model, base, vocabulary)
             int8_probs = parity.chunked(OnnxClassifier(folder).predict_proba, texts)
             report = parity.compare(parity.chunked(fp32_served.predict_proba, texts), int8_probs)
             results[variant.precision] = report.as_dict() | {"onnx_bytes": len(int8_bytes)}
@@ -100,10 +147,28 @@ def export(params: Params, model_dir: Path, out_dir: Path, reports_dir: Path) ->
         (reports_dir / f"parity_{model.name}.json").write_text(
             json.dumps(results, indent=2) + "\n", encoding="utf-8"
         )
-    _log_to_mlflow(params, run["run_id"], out_dir, results)
+    calibrations = _calibrate_and_profile(out_dir, (fp32, *int8), validation, Examples(texts, labels))
+    (reports_dir / f"calibration_{model.name}.json").write_text(
+        json.dumps({p: c.as_dict() for p, c in calibrations.items()}, indent=2) + "\n", encoding="utf-8"
+    )
+    _log_to_mlflow(params, run["run_id"], out_dir, results, calibrations)
     for variant in (fp32, *int8):
         save_to_store(out_dir / variant.precision)
     return results
+
+
+def _calibrate_and_profile(
+    out_dir: Path, variants: tuple[Variant, ...], validation: Examples, test: Examples
+) -> dict[str, Calibration]:
+    """Calibrate every variant, then profile its drift reference with the calibrated scores; check each
+    folder is complete before it leaves the pipeline."""
+    calibrations: dict[str, Calibration] = {}
+    for variant in variants:
+        folder = out_dir / variant.precision
+        calibrations[variant.precision] = _calibrate_variant(folder, validation, test)
+        write_reference_profile(folder, validation.texts)
+        check_exported_folder(folder)
+    return calibrations
 
 
 def _record_own_metrics(folder: Path, probs: np.ndarray, labels: list[str]) -> None:
@@ -116,7 +181,13 @@ def _record_own_metrics(folder: Path, probs: np.ndarray, labels: list[str]) -> N
     write_metadata(folder, replace(metadata, metrics=own))
 
 
-def _log_to_mlflow(params: Params, run_id: str, out_dir: Path, results: dict[str, dict[str, float]]) -> None:
+def _log_to_mlflow(
+    params: Params,
+    run_id: str,
+    out_dir: Path,
+    results: dict[str, dict[str, float]],
+    calibrations: dict[str, Calibration],
+) -> None:
     import mlflow
 
     from training import tracking
@@ -124,4 +195,6 @@ def _log_to_mlflow(params: Params, run_id: str, out_dir: Path, results: dict[str
     with tracking.run(params.registry.experiment, run_name="export", run_id=run_id):
         for precision, report in results.items():
             mlflow.log_metrics({f"parity_{precision}_{k}": float(v) for k, v in report.items()})
+        for precision, calibration in calibrations.items():
+            mlflow.log_metrics({f"calibration_{precision}_{k}": v for k, v in calibration.as_dict().items()})
         mlflow.log_artifacts(str(out_dir), "onnx")

@@ -54,6 +54,11 @@ class Exporter(ABC):
     ) -> parity.ParityReport:
         """Compare the exported graph with its source on the test `texts`; ParityError beyond tolerance."""
 
+    def vocabulary(self, model: ModelFamily) -> list[str] | None:
+        """The words a raw-string graph knows (monitoring's out-of-vocabulary rate); None for token
+        models, whose tokenizer says which words it knows."""
+        return None
+
 
 def _as(model: ModelFamily, cls: type[F]) -> F:
     """`model` typed as its family's class (an exporter handed the wrong family fails clearly)."""
@@ -82,6 +87,13 @@ class LogregExporter(Exporter):
         )
         parity.check(report, params.parity_min_label_agreement, params.parity_max_proba_diff)
         return report
+
+    def vocabulary(self, model: ModelFamily) -> list[str] | None:
+        """The TF-IDF vocabulary's single words (n-grams of several words are not words of a text)."""
+        from training.families.logreg import LogregFamily
+
+        fitted = _as(model, LogregFamily).pipeline.named_steps["tfidf"].vocabulary_
+        return sorted(term for term in fitted if " " not in term)
 
 
 class TorchExporter(Exporter):

@@ -23,12 +23,16 @@ def store_tag(metadata: ModelMetadata) -> bentoml.Tag:
     return bentoml.Tag.from_taglike(metadata.store_tag)
 
 
-def _stored_as_wanted(path: Path, key: bytes | None) -> bool:
-    """Whether a stored entry already has the sealing asked for. Without a key any entry does (a
-    sealed one is never downgraded to plain); with one, only an entry sealed with that same key."""
+def _stored_as_wanted(path: Path, key: bytes | None, names: set[str]) -> bool:
+    """Whether a stored entry already holds every artifact `names` (an entry stored before the folder
+    gained one, e.g. its drift reference, does not) with the sealing asked for. Without a key any
+    entry does (a sealed one is never downgraded to plain); with one, only an entry sealed with that
+    same key."""
+    files = ModelFiles(path, key)
+    if not names <= set(files.names()):
+        return False
     if key is None:
         return True
-    files = ModelFiles(path, key)
     if not files.sealed:
         return False
     try:
@@ -43,13 +47,14 @@ def save_to_store(folder: Path) -> str:
     return the model's tag."""
     labels, metadata = read_model_folder(folder)
     tag = store_tag(metadata)
+    names = {item.name for item in Path(folder).iterdir() if item.is_file()}
     key = load_data_key()
     try:
         stored = bentoml.models.get(tag)
     except NotFound:
         pass
     else:
-        if _stored_as_wanted(Path(stored.path), key):
+        if _stored_as_wanted(Path(stored.path), key, names):
             return str(stored.tag)
         bentoml.models.delete(tag)
     sealer = Sealer(key) if key is not None else None
@@ -64,7 +69,7 @@ def save_to_store(folder: Path) -> str:
         },
         metadata=info | {"labels": len(labels)} | ({"data_key_id": sealer.key_id} if sealer else {}),
     ) as model:
-        for item in Path(folder).iterdir():
+        for item in Path(folder).iterdir():  # every file: the drift reference and vocabulary too
             if not item.is_file():
                 continue
             if sealer is None:

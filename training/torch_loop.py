@@ -3,7 +3,8 @@
 Texts arrive already tokenised (lists of token ids from a `tokenizers` tokenizer — the same one the
 server runs), so batches are padded only to their own longest text, and texts of similar length are
 batched together. Linear warm-up then decay, gradient clipping, early stopping on a validation split
-carved from train, fixed seeds, a progress bar and one callback per epoch (for MLflow).
+carved from train (training.splits, which the export reproduces), fixed seeds, a progress bar and one
+callback per epoch (for MLflow).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 
 from training.epochs import EpochStats, LoopConfig
 from training.params import TorchParams
+from training.splits import split_validation  # the one carve, shared with export (and logreg)
 
 Forward = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 BUCKET_BATCHES = 50  # texts are sorted by length within windows of this many batches
@@ -51,13 +53,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random train/validation indices (the test split is never used for model selection)."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = min(n - 1, max(1, round(n * fraction))) if fraction > 0 else 0
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def length_batches(

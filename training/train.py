@@ -21,6 +21,7 @@ from training.evaluate import (
 )
 from training.families.factory import create_family, save_family
 from training.params import Params
+from training.splits import Examples, training_part
 from training.validate import PREPARED_LABEL, PREPARED_TEXT
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def passes_gate(metrics: dict[str, float], params: Params) -> bool:
 
 
 def train(family: str, params: Params, model_dir: Path, reports_dir: Path) -> TrainResult:
-    """Fit `family` on the prepared train split; write the model, metrics and plots; log to MLflow.
+    """Fit `family` on the prepared train split less its validation rows (training.splits); write the
+    model, metrics and plots; log to MLflow.
 
     The model is registered in MLflow as a new version; the champion alias is left to the champion
     rule (`textclf select`), so the alias and reports/champion.json never disagree.
@@ -55,6 +57,9 @@ def train(family: str, params: Params, model_dir: Path, reports_dir: Path) -> Tr
     reports_dir.mkdir(parents=True, exist_ok=True)
 
     model = create_family(family, params)
+    fit = Examples(train_texts, train_labels)
+    if not model.carves_validation:
+        fit = training_part(params, family, train_texts, train_labels)
     with tracking.run(params.registry.experiment, run_name=f"train-{family}") as active:
         mlflow.set_tags({"family": family, "stage": "train", "data_sha256": data_report["data_sha256"]})
         mlflow.log_params({f"{family}.{k}": v for k, v in model.params().items()})
@@ -62,7 +67,7 @@ def train(family: str, params: Params, model_dir: Path, reports_dir: Path) -> Tr
             {"data.name": data.name, "data.train_rows": len(train_texts), "data.test_rows": len(test_texts)}
         )
         started = time.perf_counter()
-        model.fit(train_texts, train_labels, on_epoch=_log_epoch)
+        model.fit(fit.texts, fit.labels, on_epoch=_log_epoch)
         train_seconds = time.perf_counter() - started
 
         predictions = model.predict(test_texts)

@@ -1,4 +1,5 @@
-"""ONNX export: the contract folder, exact parity with sklearn, a failing check stops the pipeline."""
+"""ONNX export: the contract folder, exact parity with sklearn, a failing check stops the pipeline.
+(Calibration and the drift reference the export adds: tests/integration/test_calibration.py.)"""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ from converters import parity
 from converters.sklearn_onnx import pipeline_to_onnx
 from converters.store import save_to_store
 from tests.conftest import Workspace
-from textclf.core.contract import ContractError, read_model_folder
-from textclf.core.runtime import OnnxClassifier
+from textclf.core.contract import (
+    REFERENCE_FILE,
+    VOCABULARY_FILE,
+    ContractError,
+    check_exported_folder,
+    read_model_folder,
+)
+from textclf.core.runtime import OnnxClassifier, apply_temperature
 from training.families import load_family
 from training.families.logreg import LogregFamily
 from training.params import LogregParams
@@ -21,11 +28,14 @@ pytestmark = pytest.mark.integration  # trains a model or uses the BentoML store
 
 
 def test_contract_folder_is_complete(trained_logreg: Workspace) -> None:
-    labels, metadata = read_model_folder(trained_logreg.onnx_dir("logreg"))
+    folder = trained_logreg.onnx_dir("logreg")
+    labels, metadata = check_exported_folder(folder)
     assert labels == sorted(labels) and len(labels) == 5
     assert metadata.family == "logreg" and metadata.input_kind == "text"
     assert len(metadata.version) == 16 and len(metadata.data_sha256) == 64
     assert metadata.mlflow_run_id and metadata.metrics["accuracy"] >= 0.9
+    assert metadata.temperature > 0
+    assert (folder / REFERENCE_FILE).stat().st_size > 0 and (folder / VOCABULARY_FILE).is_file()
 
 
 def test_parity_on_the_whole_test_split(trained_logreg: Workspace) -> None:
@@ -36,10 +46,12 @@ def test_parity_on_the_whole_test_split(trained_logreg: Workspace) -> None:
 
 
 def test_onnx_scores_like_sklearn_on_unseen_text(trained_logreg: Workspace) -> None:
+    """The served scores are sklearn's, calibrated with the folder's temperature."""
     model = load_family(trained_logreg.model_dir("logreg"))
     served = OnnxClassifier(trained_logreg.onnx_dir("logreg"))
     texts = ["I NEED A REFUND NOW!!", "pin... blocked?", "ünïcödé top up ✓", "x"]
-    np.testing.assert_allclose(served.predict_proba(texts), model.predict_proba(texts), atol=1e-5)
+    expected = apply_temperature(model.predict_proba(texts), served.temperature)
+    np.testing.assert_allclose(served.predict_proba(texts), expected, atol=1e-5)
 
 
 def test_parity_check_fails_loudly() -> None:

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from converters.store import store_tag
 from tests.conftest import Workspace
 from textclf.core.contract import TOKENIZER_FILE, read_model_folder
-from textclf.core.runtime import OnnxClassifier
+from textclf.core.runtime import OnnxClassifier, apply_temperature
 from training import torch_loop
 from training.families import load_family
 
@@ -110,7 +110,8 @@ def test_runtime_matches_pytorch_and_keeps_order(fixture: str, request: pytest.F
     texts = TEXTS * 3
     served = OnnxClassifier(ws.onnx_dir(family), sub_batch=4)
     probs = served.predict_proba(texts)
-    np.testing.assert_allclose(probs, model.predict_proba(texts), atol=1e-5)
+    expected = apply_temperature(model.predict_proba(texts), served.metadata.temperature)  # served calibrated
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
     one_by_one = np.concatenate([served.predict_proba([t]) for t in texts])
     np.testing.assert_allclose(probs, one_by_one, atol=1e-5)
 

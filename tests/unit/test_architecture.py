@@ -18,7 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "monitoring": {KERNEL},
     "bentos": {"auth", "monitoring", KERNEL},
     "training": {KERNEL},
-    "converters": {"training", KERNEL},
+    "converters": {"training", "monitoring", KERNEL},  # the drift reference, written as the server reads it
     "batch": {KERNEL},
     "bench": {"auth", "monitoring", KERNEL},  # drift-eval measures the monitoring room
 }

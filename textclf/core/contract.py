@@ -1,13 +1,16 @@
 """The model folder contract shared by every family: what the converters write, what the server reads.
 
 A model folder holds `model.onnx`, `labels.json` (class names in output order), `metadata.json`
-(`ModelMetadata`) and, for token-based families, `tokenizer.json`; in the model store each may be
-sealed (encrypted at rest) as `<name>.sealed`, read through textclf.core.artifacts.
+(`ModelMetadata`) and, for token-based families, `tokenizer.json`; the pipeline adds `reference.bin` (the
+drift reference) and, for raw-string models, `vocabulary.json`, which readers treat as optional so older
+folders still load. In the model store each may be sealed (encrypted at rest) as `<name>.sealed`, read
+through textclf.core.artifacts.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -43,6 +46,9 @@ class ModelMetadata:
     precision: Precision = "fp32"
     mlflow_run_id: str | None = None
     registered_version: str | None = None
+    # temperature scaling (fitted on the validation split): served probabilities are
+    # softmax(log(p) / temperature) of the graph's p; 1.0 (older folders) leaves them as they are
+    temperature: float = 1.0
 
     @property
     def variant(self) -> Variant:
@@ -50,7 +56,8 @@ class ModelMetadata:
 
     @property
     def store_tag(self) -> str:
-        """Its BentoML model store tag, `textclf-<variant>:<version>` (version: hash of the ONNX bytes)."""
+        """Its BentoML model store tag, `textclf-<variant>:<version>` (version: a hash of the ONNX bytes
+        and the temperature: what the served probabilities depend on)."""
         return f"{self.variant.store_name}:{self.version}"
 
 
@@ -89,6 +96,32 @@ def read_model_files(files: ModelFiles) -> tuple[list[str], ModelMetadata]:
         raise ContractError(f"{folder}/{LABELS_FILE}: expected a non-empty list of strings")
     if metadata.input_kind == "tokens" and not files.has(TOKENIZER_FILE):
         raise ContractError(f"{folder}: token-based model without {TOKENIZER_FILE}")
+    temperature = metadata.temperature
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not (math.isfinite(temperature) and temperature > 0)
+    ):
+        raise ContractError(
+            f"{folder}/{METADATA_FILE}: temperature must be a positive number, not {temperature!r}"
+        )
+    return labels, metadata
+
+
+def pipeline_artifacts(metadata: ModelMetadata) -> tuple[str, ...]:
+    """The optional artifacts the pipeline always writes: the drift reference, and the vocabulary of a
+    raw-string model (its out-of-vocabulary rate)."""
+    return (REFERENCE_FILE, VOCABULARY_FILE) if metadata.input_kind == "text" else (REFERENCE_FILE,)
+
+
+def check_exported_folder(folder: Path, key: bytes | None = None) -> tuple[list[str], ModelMetadata]:
+    """`read_model_folder` for what the pipeline exports: there the optional artifacts are required,
+    so a model never leaves the pipeline without its drift reference."""
+    files = ModelFiles(folder, key)
+    labels, metadata = read_model_files(files)
+    missing = [name for name in pipeline_artifacts(metadata) if not files.has(name)]
+    if missing:
+        raise ContractError(f"{folder}: exported model folder is missing {', '.join(missing)}")
     return labels, metadata
 
 

@@ -8,6 +8,7 @@ sizes those sub-batches by estimated work (`plan_calls`); offline scoring uses f
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,16 @@ class Scored:
     score: float
 
 
+@dataclass(slots=True)
+class Timings:
+    """Where one `predict` call spent its time (seconds), for the server's metrics: `inference_s` in
+    ONNX Runtime's session calls, `tokenize_s` everything else (tokenising, padding, the feed). For
+    models that take raw strings the graph tokenises, so nearly all of it is inference."""
+
+    tokenize_s: float = 0.0
+    inference_s: float = 0.0
+
+
 def plan_calls(lengths: np.ndarray, max_rows: int, call_cost_tokens: int) -> list[tuple[int, int]]:
     """Split texts sorted by token count into model calls [start, end) of at most `max_rows` rows.
 
@@ -57,6 +68,20 @@ def plan_calls(lengths: np.ndarray, max_rows: int, call_cost_tokens: int) -> lis
         calls.append((int(cut[end]), end))
         end = int(cut[end])
     return calls[::-1]
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling (Guo et al. 2017) of probabilities: softmax(log(p) / T) per row. The graphs
+    output p = softmax(logits), and log(p) differs from the logits by a per-row constant that softmax
+    drops, so this equals softmax(logits / T) without needing the logits. T > 1 softens over-confident
+    scores; the ranking, hence every label, stays the same."""
+    if temperature == 1.0 or probs.size == 0:
+        return probs
+    scaled = np.log(np.clip(probs, 1e-12, None)) / np.float32(temperature)
+    scaled -= scaled.max(axis=1, keepdims=True)
+    np.exp(scaled, out=scaled)
+    scaled /= scaled.sum(axis=1, keepdims=True)
+    return scaled.astype(probs.dtype, copy=False)
 
 
 class _TokenFeeder:
@@ -122,6 +147,7 @@ class OnnxClassifier:
         files = ModelFiles(folder, key)
         folder = files.folder
         self.labels, self.metadata = read_model_files(files)
+        self.temperature = float(self.metadata.temperature)  # calibration, applied in `predict`
         self._labels = np.asarray(self.labels, dtype=object)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -169,26 +195,47 @@ class OnnxClassifier:
         """Class probabilities for a batch of texts, shape (len(texts), len(labels)), in order."""
         return self.predict(texts)[0]
 
-    def predict(self, texts: list[str]) -> tuple[np.ndarray, list[Encoding] | None]:
+    def predict(
+        self, texts: list[str], timings: Timings | None = None
+    ) -> tuple[np.ndarray, list[Encoding] | None]:
         """`predict_proba` plus the tokenizer's encodings of the texts (None for models that take
         raw strings): the monitoring features (token counts, out-of-vocabulary rate) read them later,
-        off the model lane, instead of tokenising twice."""
-        return self._run(texts, PROBABILITIES_OUTPUT)
+        off the model lane, instead of tokenising twice. `timings`, when given, is filled in.
+        The probabilities are calibrated (the folder's temperature): the one place it is applied."""
+        probs, encodings = self._run(texts, PROBABILITIES_OUTPUT, timings)
+        return apply_temperature(probs, self.temperature), encodings
 
     def output(self, texts: list[str], name: str) -> np.ndarray:
-        """Any per-class output of the graph (e.g. `logits`, for parity checks), in text order."""
+        """Any per-class output of the graph (e.g. `logits`, for parity checks), in text order;
+        `probabilities` calibrated as `predict` gives them, any other output as the graph gives it."""
+        if name == PROBABILITIES_OUTPUT:
+            return self.predict(texts)[0]
         return self._run(texts, name)[0]
 
-    def _run(self, texts: list[str], name: str) -> tuple[np.ndarray, list[Encoding] | None]:
+    def _run(
+        self, texts: list[str], name: str, timings: Timings | None = None
+    ) -> tuple[np.ndarray, list[Encoding] | None]:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32), None if self._feeder is None else []
+        clock = time.perf_counter  # two readings per session call, plus two per batch
+        started = clock()
         if self._feeder is None:
             feed = np.asarray(texts, dtype=object).reshape(-1, 1)
-            return self.session.run([name], {self._text_input: feed})[0], None
+            running = clock()
+            out = self.session.run([name], {self._text_input: feed})[0]
+            if timings is not None:
+                ended = clock()
+                timings.tokenize_s, timings.inference_s = running - started, ended - running
+            return out, None
         out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
         encodings = self._feeder.encode(texts)
+        inference = 0.0
         for rows, feed in self._feeder.sub_batches(encodings):
+            running = clock()
             out[rows] = self.session.run([name], feed)[0]
+            inference += clock() - running
+        if timings is not None:
+            timings.tokenize_s, timings.inference_s = clock() - started - inference, inference
         return out, encodings
 
     def top_k(self, probs: np.ndarray, k: int) -> list[list[Scored]]:

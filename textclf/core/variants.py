@@ -57,7 +57,7 @@ class Variant:
 
     @property
     def store_name(self) -> str:
-        """Its name in the BentoML model store (the tag's version is the ONNX file's hash)."""
+        """Its name in the BentoML model store (version: a hash of the ONNX file and its calibration)."""
         return STORE_PREFIX + self.name
 
     def __str__(self) -> str:

@@ -24,6 +24,10 @@ class ModelFamily(ABC):
     input_kind: ClassVar[InputKind]
     # Token-based families: the fast tokenizer the server runs in front of the graph; None otherwise.
     tokenizer: Tokenizer | None = None
+    # True: `fit` carves the validation split itself (training.splits, with its val_fraction and seed),
+    # e.g. to stop early. False: training.train holds that split out before calling `fit`. Either way
+    # the model never trains on the rows the export calibrates and profiles on.
+    carves_validation: ClassVar[bool] = False
 
     @property
     def max_length(self) -> int | None:

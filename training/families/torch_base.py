@@ -27,6 +27,7 @@ class TorchFamily(ModelFamily):
     """A token-based classifier: a `tokenizers` tokenizer feeding a torch module that returns logits."""
 
     input_kind = "tokens"  # the graph takes input_ids and attention_mask from `tokenizer`
+    carves_validation = True  # torch_loop.fit early-stops on it
     params_class: ClassVar[type[TorchParams]]
     config_file: ClassVar[str]  # where save() records the parameters and labels
 
