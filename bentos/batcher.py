@@ -6,6 +6,10 @@ Under light load a text runs alone at once; under heavy load batches grow by the
 lanes are busy. There is no timer and no polling, so an idle server costs nothing and a half-loaded
 one adds no batching delay. The queue is bounded: past `max_queued` texts new requests are refused
 (the service answers 503 with Retry-After) instead of waiting for ever.
+
+Each request notes when it queued; an optional `on_batch(waits)` hook hears, in the lane and before the
+model runs, how long each request of the batch waited (seconds), so the server can observe queueing
+without this module knowing about metrics.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import collections
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -31,6 +36,7 @@ class Overloaded(RuntimeError):
 class _Job(Generic[T, R]):
     items: Sequence[T]
     future: asyncio.Future[list[R]]
+    queued_at: float  # time.perf_counter() when submitted
 
 
 class GreedyBatcher(Generic[T, R]):
@@ -43,8 +49,10 @@ class GreedyBatcher(Generic[T, R]):
         lanes: int,
         max_batch_size: int,
         max_queued: int,
+        on_batch: Callable[[list[float]], None] | None = None,
     ):
         self.predict = predict
+        self.on_batch = on_batch
         self.max_batch_size = max_batch_size
         self.max_queued = max_queued
         self._queue: collections.deque[_Job[T, R]] = collections.deque()
@@ -65,7 +73,7 @@ class GreedyBatcher(Generic[T, R]):
         """The results for `items`, computed in some batch; raises Overloaded when the queue is full."""
         if self._queued and self._queued + len(items) > self.max_queued:
             raise Overloaded(f"{self._queued} texts already queued (limit {self.max_queued})")
-        job: _Job[T, R] = _Job(items, asyncio.get_running_loop().create_future())
+        job: _Job[T, R] = _Job(items, asyncio.get_running_loop().create_future(), time.perf_counter())
         self._queue.append(job)
         self._queued += len(items)
         self._dispatch()
@@ -101,6 +109,9 @@ class GreedyBatcher(Generic[T, R]):
         while (batch := self._batches.get()) is not None:
             loop, jobs, items = batch
             try:
+                if self.on_batch is not None:
+                    now = time.perf_counter()
+                    self.on_batch([now - job.queued_at for job in jobs])
                 results, error = self.predict(items), None
             except Exception as exc:  # the batch's requests get the error, the lane lives on
                 results, error = None, exc

@@ -28,10 +28,11 @@ from bentos.schemas import (
 )
 from bentos.security import admin_status, auth_config
 from monitoring.http_metrics import HttpMetrics, metrics_page
+from monitoring.model_metrics import ModelMetrics
 from textclf.core.contract import check_model_folder
 from textclf.core.crypto import load_data_key
 from textclf.core.offline import go_offline
-from textclf.core.runtime import OnnxClassifier
+from textclf.core.runtime import OnnxClassifier, Timings
 
 go_offline()
 AUTH = auth_config(SETTINGS)
@@ -89,11 +90,38 @@ class TextClassifier:
         # bound method, computed once, shadows that (the descriptor has no __set__).
         self.classify = type(self).classify.__get__(self, type(self))
         self.feedback_store = FeedbackStore(SETTINGS.path("feedback_dir"), labels=self.classifier.labels)
+        self.metrics = (
+            ModelMetrics(
+                self.classifier.labels,
+                name=self.info.name,
+                version=self.info.version,
+                family=meta.family,
+                precision=meta.precision,
+                low_confidence=SETTINGS.low_confidence,
+            ).start()
+            if SETTINGS.metrics
+            else None
+        )
+        self.profiler, self.drift_watcher = None, None
+        if SETTINGS.profiles:
+            # whylogs and pandas load only where profiles are on (the Bento's import stays lean)
+            from monitoring.profiler import start_monitoring
+
+            self.profiler, self.drift_watcher = start_monitoring(
+                SETTINGS,
+                labels=self.classifier.labels,
+                stats=self.classifier.input_stats,
+                model_folder=self.bento_model.path,
+                model_version=self.info.version,
+                metrics=self.metrics,
+                drift_checks=bentoml.server_context.worker_index in (None, 1),  # one worker checks
+            )
         self.batcher: GreedyBatcher[Query, dict] = GreedyBatcher(
             self._predict,
             lanes=SETTINGS.model_lanes,
             max_batch_size=SETTINGS.max_batch_size,
             max_queued=SETTINGS.max_queued,
+            on_batch=None if self.metrics is None else self.metrics.note_queue_wait,
         )
         if SETTINGS.batcher == "textclf" and SETTINGS.classify_route == "front":
             CLASSIFY.bind(self._answer_classify)
@@ -101,6 +129,12 @@ class TextClassifier:
     @bentoml.on_shutdown
     def stop_lanes(self) -> None:
         self.batcher.close()
+        if self.drift_watcher is not None:
+            self.drift_watcher.stop()
+        if self.profiler is not None:
+            self.profiler.stop()  # writes the interval so far
+        if self.metrics is not None:
+            self.metrics.stop()
 
     if SETTINGS.batcher == "bentoml":  # BentoML's own dispatcher, kept to measure against
 
@@ -138,8 +172,15 @@ class TextClassifier:
             return 503, json_error(_overloaded(exc)), RETRY_LATER
 
     def _predict(self, queries: list[Query]) -> list[dict]:
-        """One batch, run in a model lane: probabilities, then the answer for each text."""
-        probs = self.classifier.predict_proba([q.text for q in queries])
+        """One batch, run in a model lane: probabilities, notes for the metrics and the profiler (both
+        only append here; their threads do the work), then the answer for each text."""
+        texts = [q.text for q in queries]
+        timings = Timings()
+        probs, encodings = self.classifier.predict(texts, timings)
+        if self.metrics is not None:
+            self.metrics.note_batch(texts, probs, encodings, timings.tokenize_s, timings.inference_s)
+        if self.profiler is not None:
+            self.profiler.offer(texts, probs, encodings)
         widest = max((q.top_k or 1) for q in queries)
         ranked = self.classifier.top_k(probs, widest)
         return [
