@@ -53,3 +53,20 @@ def add_outside_model(results: dict[str, dict | None], model_us: float) -> None:
         if result and result.get("server_cpu_us_per_request") is not None:
             inside = result["texts_per_request"] * model_us
             result["outside_model_us_per_request"] = round(result["server_cpu_us_per_request"] - inside, 1)
+
+
+def tree_rss_mb(pid: int) -> dict[str, float]:
+    """Resident memory (MB) of process `pid` and each descendant, keyed `<name> <pid>` (e.g. the
+    BentoML arbiter and each worker); a process gone in the meantime is left out."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return {}
+    out = {}
+    for process in processes:
+        try:
+            out[f"{process.name()} {process.pid}"] = round(process.memory_info().rss / 2**20, 1)
+        except psutil.NoSuchProcess:
+            continue
+    return out

@@ -116,6 +116,24 @@ def _cpu_table(results: dict[str, dict | None]) -> list[str]:
     return lines
 
 
+def soak_table(soak: dict | None) -> list[str]:
+    """Resident memory of every server process at the start and end of the soak target's load."""
+    if not soak:
+        return []
+    first, last = soak["samples"][0]["rss_mb"], soak["samples"][-1]["rss_mb"]
+    lines = [
+        "",
+        f"| process (soak: {soak['seconds'] / 60:.0f} min, {soak['texts_per_s']:,.0f} texts/s, "
+        f"{soak['errors']} errors) | RSS at start, MB | at end, MB | growth, MB |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, mb in first.items():
+        end = last.get(name)
+        grown = "gone" if end is None else f"{end - mb:+.1f}"
+        lines.append(f"| {name} | {mb:.1f} | {'—' if end is None else f'{end:.1f}'} | {grown} |")
+    return lines
+
+
 def _security_parts_table(parts: dict | None) -> list[str]:
     """The security layer's own CPU per request, part by part (bench/security_parts.py)."""
     if not parts:
@@ -172,6 +190,7 @@ def markdown(report: dict) -> str:
     lines += _cpu_table(results)
     lines += _security_parts_table(report.get("security_parts"))
     lines += _planner_table(report.get("planner"))
+    lines += soak_table(report.get("soak"))
     machine = report["machine"]
     raw = results.get("raw")
     best = (

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from bench import report
-from bench.cpu import add_outside_model, model_us_per_text, tree_cpu_split
+from bench.cpu import add_outside_model, model_us_per_text, tree_cpu_split, tree_rss_mb
 from bench.load import LoadResult, run_wrk, write_bodies
 from bench.peers import (
     ensure_pytriton,
@@ -43,10 +43,11 @@ TARGETS = (
     "fastapi_ort",
     "pytriton",
     "naive",
+    "soak",
 )
-PAIRED_ROUNDS = (
-    6  # alternating on/off rounds of the security, monitoring and overhead targets (0.25 of --duration each)
-)
+SOAK_SLICES = 10  # memory is read between this many equal slices of the soak target's load
+# alternating on/off rounds of the security, monitoring and overhead targets (0.25 of --duration each)
+PAIRED_ROUNDS = 6
 # monitoring off: no model metrics, no profiles, no drift check (and no /metrics page)
 MONITORING_OFF = {"TEXTCLF_METRICS": "false", "TEXTCLF_PROFILES": "false"}
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +77,7 @@ class BenchConfig:
     warmup_s: float = 5.0
     batch_texts: int = 32
     raw_seconds: float = 2.0
+    soak_s: float = 600.0  # the soak target's load (memory over time)
     served_env: dict[str, str] = field(default_factory=dict)  # extra env for `bentoml serve`
     authorization: str = ""  # Authorization header value for the served targets; "" = mint one
     secure: bool = True  # serve as shipped (tokens, rate limit, audit); False = security layer off
@@ -299,6 +301,35 @@ class Bench:
         self.log(f"{name}: on/off per round pair {pairs}, median {median_ratio(pairs):.3f}")
         return combined
 
+    def soak(self) -> dict:
+        """Memory under a long load: the Bento as shipped (security and monitoring on) saturated with
+        single texts for `soak_s`, every server process's resident memory read between equal slices."""
+        c = self.config
+        auth = {"authorization": self.authorization}
+        with self._bento("soak", {**self.secure_env, **c.served_env}) as url:
+            self._saturate("soak warm-up", url, self.single, 1, seconds=max(5.0, c.warmup_s), **auth)
+            pid = self._pids[url]
+            samples = [{"at_s": 0.0, "rss_mb": tree_rss_mb(pid)}]
+            requests = errors = texts = 0
+            piece = c.soak_s / SOAK_SLICES
+            for i in range(SOAK_SLICES):
+                result = self._load(url, self.single, 1, piece, **auth)
+                requests, errors = requests + result.requests, errors + result.errors
+                texts += round(result.texts_per_s * piece)
+                samples.append({"at_s": round(piece * (i + 1), 1), "rss_mb": tree_rss_mb(pid)})
+                rss = samples[-1]["rss_mb"]
+                self.log(f"soak {i + 1}/{SOAK_SLICES}: {result.texts_per_s:,.0f} texts/s, RSS MB {rss}")
+        first, last = samples[0]["rss_mb"], samples[-1]["rss_mb"]
+        growth = {name: round(last.get(name, 0.0) - mb, 1) for name, mb in first.items()}
+        return {
+            "seconds": c.soak_s,
+            "requests": requests,
+            "texts_per_s": round(texts / c.soak_s, 1),
+            "errors": errors,
+            "samples": samples,
+            "rss_growth_mb": growth,
+        }
+
     def plain_app(self, name: str, module: str, source: Path, options: tuple[str, ...] = ()) -> dict:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -371,6 +402,7 @@ class Bench:
                 results["naive"] = None
             else:
                 results["naive"] = self.plain_app("naive", "bench.apps.naive_torch", c.checkpoint)
+        soak = self.soak() if "soak" in c.targets else None
         if results.get("raw") and len(c.targets) > 1:
             results["raw"] = remeasure(c.model_folder, c.texts, results["raw"], seconds=c.raw_seconds)
         model_us = model_us_per_text(results["raw"]) if results.get("raw") else None
@@ -396,6 +428,7 @@ class Bench:
             "results": results,
             "security_parts": parts,
             "planner": planner,
+            "soak": soak,
             "ratios": measured,
             "targets_met": report.verdicts(results, measured),
         }

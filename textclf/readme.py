@@ -2,7 +2,8 @@
 
 Every table that a command measures or a class defines is generated, never typed: the model comparison
 (reports/comparison.json + champion.json, written by `textclf select`), the throughput tables
-(reports/bench.json and reports/bench_workers*.json, written by `textclf bench`) and the settings table
+(reports/bench.json and reports/bench_workers*.json, written by `textclf bench`), the drift check's
+measured power (reports/drift_eval.json, `textclf drift-eval`) and the settings table
 (textclf.core.settings).
 `textclf readme --check` (and a test) fails when the README and its sources differ.
 """
@@ -71,6 +72,35 @@ def _scaling(reports: Path) -> str | None:
     return scaling_markdown(runs) if runs else None
 
 
+def _drift_eval(reports: Path) -> str | None:
+    from bench.drift_eval import markdown
+
+    path = reports / "drift_eval.json"
+    return markdown(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+
+
+def _calibration(reports: Path) -> str | None:
+    """Temperature and expected calibration error before → after, per variant (the export's reports)."""
+    files = sorted(reports.glob("calibration_*.json"))
+    if not files:
+        return None
+    lines = [
+        "| variant | T | validation ECE (texts) | test ECE (texts) | test NLL |",
+        "|---|---:|---|---|---|",
+    ]
+    for path in files:
+        family = path.stem.removeprefix("calibration_")
+        for precision, c in json.loads(path.read_text(encoding="utf-8")).items():
+            name = family if precision == "fp32" else f"{family}-{precision}"
+            lines.append(
+                f"| {name} | {c['temperature']:.2f} "
+                f"| {c['val_ece_before']:.3f} → {c['val_ece_after']:.3f} ({int(c['validation_rows']):,}) "
+                f"| {c['test_ece_before']:.3f} → {c['test_ece_after']:.3f} ({int(c['test_rows']):,}) "
+                f"| {c['test_nll_before']:.3f} → {c['test_nll_after']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
 def _settings(_: Path) -> str:
     from textclf.core.settings import settings_table
 
@@ -81,6 +111,8 @@ GENERATORS: dict[str, Callable[[Path], str | None]] = {
     "comparison": _comparison,
     "settings": _settings,
     "scaling": _scaling,
+    "drift_eval": _drift_eval,
+    "calibration": _calibration,
     **{name: _bench(Path(file)) for name, file in BENCH_REPORTS.items()},
 }
 

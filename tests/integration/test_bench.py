@@ -61,6 +61,24 @@ def test_bench_measures_every_target(
     assert "| served_single |" in readme.read_text() and "old" not in readme.read_text()
 
 
+def test_soak_reads_every_server_process_memory_through_the_load(
+    trained_bert: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(trained_bert.root)
+    output = tmp_path / "soak.json"
+    args = ["bench", "--model", "bert-int8", "--params", str(trained_bert.params_file), "--connections", "2"]
+    args += ["--targets", "soak", "--soak", "10", "--warmup", "1", "--output", str(output)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    soak = json.loads(output.read_text())["soak"]
+    assert soak["requests"] > 0 and soak["errors"] == 0
+    assert len(soak["samples"]) == 11  # the start, then after each of 10 slices
+    first = soak["samples"][0]["rss_mb"]
+    assert len(first) >= 3  # BentoML's arbiter and one worker per core at least
+    assert set(soak["rss_growth_mb"]) == set(first) and all(mb > 0 for mb in first.values())
+    assert "RSS at start, MB" in result.output
+
+
 def test_failed_requests_are_counted_not_hidden(server: str, tmp_path: Path) -> None:
     bodies = tmp_path / "bad.jsonl"
     bodies.write_text('{"texts": []}\n{"texts": ["ok"], "surprise": 1}\n')

@@ -37,6 +37,7 @@ def bench(
         "raw,served,bentoml_route,security,monitoring,overhead,bentoml_batching,fastapi_ort,pytriton,naive",
         help="Comma-separated targets to run.",
     ),
+    soak: float = typer.Option(600.0, min=10, help="Seconds of load for the soak target (memory over time)."),
     secure: bool = typer.Option(
         True, "--secure/--insecure", help="Serve with the security layer on (as shipped) or off."
     ),
@@ -92,6 +93,7 @@ def bench(
             duration_s=duration,
             warmup_s=warmup,
             batch_texts=batch_texts,
+            soak_s=soak,
             served_env=_env_pairs(env),
             secure=secure,
             command=" ".join(["textclf", "bench", *sys.argv[2:]]),
