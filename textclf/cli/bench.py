@@ -120,6 +120,12 @@ def drift_eval(
     alpha: float | None = typer.Option(
         None, help="False-alarm rate of one check (default: TEXTCLF_DRIFT_ALPHA)."
     ),
+    sizes: str = typer.Option(
+        "50,100,200,300,500,1000", help="Window sizes tried for the smallest window that catches each shift."
+    ),
+    held_out_classes: int = typer.Option(
+        15, min=1, help="Classes the unseen-intents model is trained without."
+    ),
     seed: int = typer.Option(0, help="Seed of every sample and shift."),
     output: Path = typer.Option(
         Path("reports/drift_eval.json"), "--output", "-o", help="Where to write the JSON."
@@ -138,6 +144,12 @@ def drift_eval(
     from textclf.readme import replace_block
     from training.data import load_texts_labels
 
+    try:
+        grid = sorted({int(x) for x in sizes.split(",") if x.strip()})
+    except ValueError:
+        raise fail(f"--sizes takes comma-separated whole numbers, got {sizes!r}") from None
+    if not grid or grid[0] < 2:
+        raise fail(f"--sizes needs window sizes of at least 2 texts, got {sizes!r}")
     chosen, folder = variant(model, params_file)
     if not (folder / REFERENCE_FILE).is_file():
         raise fail(f"{folder} has no {REFERENCE_FILE}: re-export it (`dvc repro export@{chosen.family}`)")
@@ -146,6 +158,8 @@ def drift_eval(
         if not split.is_file():
             raise fail(f"{split} not found: run `dvc repro validate` first")
     train_texts, train_labels = load_texts_labels(p.prepared_train, "text", "label")
+    if held_out_classes >= len(set(train_labels)) - 1:
+        raise fail(f"--held-out-classes must leave at least 2 of the {len(set(train_labels))} classes seen")
     test_texts, test_labels = load_texts_labels(p.prepared_test, "text", "label")
     data = evaluate(
         OnnxClassifier(folder),
@@ -154,6 +168,8 @@ def drift_eval(
         windows=windows,
         window=window,
         accuracy_window=accuracy_window,
+        sizes=grid,
+        held_out_classes=held_out_classes,
         alpha=load_settings().drift_alpha if alpha is None else alpha,
         seed=seed,
         log=lambda line: console.print(f"[cyan]drift-eval[/] {line}"),
