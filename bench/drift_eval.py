@@ -171,8 +171,9 @@ def shares(labels: Sequence[str]) -> dict[str, float]:
 
 
 class HeldOutModel:
-    """A TF-IDF + logistic regression trained without some classes, for the unseen-intents shift: no
-    exported model can be asked about classes it was trained on as if they were new."""
+    """A TF-IDF + logistic regression trained without some classes, for the unseen-intents shift (no
+    exported model can be asked about classes it was trained on as if they were new), calibrated on its
+    validation split as the export calibrates every variant."""
 
     def __init__(self, texts: Sequence[str], labels: Sequence[str], seed: int):
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -188,13 +189,25 @@ class HeldOutModel:
         self.pipeline.fit(list(texts), list(labels))
         self.labels = [str(c) for c in self.pipeline.classes_]
         self._stats = WordListStats(self.pipeline[0].vocabulary_)
+        self.temperature = 1.0
+
+    def calibrate(self, texts: Sequence[str], labels: Sequence[str]) -> HeldOutModel:
+        from converters.calibration import fit_temperature
+
+        index = {label: i for i, label in enumerate(self.labels)}
+        self.temperature = fit_temperature(
+            self.pipeline.predict_proba(list(texts)), np.array([index[label] for label in labels])
+        )
+        return self
 
     @property
     def input_stats(self) -> InputStats:
         return self._stats
 
     def predict(self, texts: list[str]) -> tuple[np.ndarray, None]:
-        return self.pipeline.predict_proba(texts), None
+        from textclf.core.runtime import apply_temperature
+
+        return apply_temperature(self.pipeline.predict_proba(texts), self.temperature), None
 
 
 @dataclass
@@ -295,9 +308,8 @@ def _unseen_intents(
     model = HeldOutModel(
         [data.train_texts[i] for i in fit_rows], [data.train_labels[i] for i in fit_rows], seed
     )
-    reference = score(
-        model, [data.train_texts[i] for i in val_rows], [data.train_labels[i] for i in val_rows]
-    )
+    val_texts, val_labels = [data.train_texts[i] for i in val_rows], [data.train_labels[i] for i in val_rows]
+    reference = score(model.calibrate(val_texts, val_labels), val_texts, val_labels)
     held_check = Checker(profile_columns(reference.columns), check.alpha, check.min_texts)
     test_labels = np.asarray(data.test_labels, dtype=object)
     pool = score(model, data.test_texts, data.test_labels)  # unseen texts can never be right
