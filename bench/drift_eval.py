@@ -23,7 +23,7 @@ import numpy as np
 from bench.shifts import other_domain_texts, truncate, typos
 from textclf.core.features import InputStats, text_features
 
-WINDOW_GRID = (50, 100, 200, 300, 500, 1000)
+WINDOW_GRID = (10, 20, 30, 50, 100, 200, 500, 1000)
 TARGET_FALSE_ALARMS = 1 / 20
 TARGET_DETECTION = 19 / 20
 NO_SHIFT = ("same", "unseen_same")  # rows whose flags are false alarms

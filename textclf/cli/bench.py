@@ -121,7 +121,8 @@ def drift_eval(
         None, help="False-alarm rate of one check (default: TEXTCLF_DRIFT_ALPHA)."
     ),
     sizes: str = typer.Option(
-        "50,100,200,300,500,1000", help="Window sizes tried for the smallest window that catches each shift."
+        "10,20,30,50,100,200,500,1000",
+        help="Window sizes tried for the smallest window that catches each shift.",
     ),
     held_out_classes: int = typer.Option(
         15, min=1, help="Classes the unseen-intents model is trained without."
