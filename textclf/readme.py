@@ -101,6 +101,21 @@ def _calibration(reports: Path) -> str | None:
     return "\n".join(lines)
 
 
+def _soak(reports: Path) -> str | None:
+    from bench.report import soak_table
+
+    path = reports / "soak.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    lines = soak_table(data.get("soak"))
+    return (
+        "\n".join([*lines[1:], "", f"Measured {data['when']}. Command: `{data['command']}`."])
+        if lines
+        else None
+    )
+
+
 def _settings(_: Path) -> str:
     from textclf.core.settings import settings_table
 
@@ -113,6 +128,7 @@ GENERATORS: dict[str, Callable[[Path], str | None]] = {
     "scaling": _scaling,
     "drift_eval": _drift_eval,
     "calibration": _calibration,
+    "soak": _soak,
     **{name: _bench(Path(file)) for name, file in BENCH_REPORTS.items()},
 }
 
