@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -15,6 +16,7 @@ from bentos.batcher import GreedyBatcher, Overloaded
 from bentos.config import SETTINGS
 from bentos.feedback import FeedbackStore
 from bentos.front import FrontDoor, HotRoute, json_error
+from bentos.model_choice import default_model
 from bentos.schemas import (
     ClassifyInput,
     ClassifyOutput,
@@ -56,7 +58,8 @@ info_app = FastAPI(title="textclf model info", docs_url=None, redoc_url=None, op
 class TextClassifier:
     """Classifies short texts with an ONNX model exported by the textclf pipeline."""
 
-    bento_model = bentoml.models.BentoModel(SETTINGS.model)
+    # TEXTCLF_MODEL, else the model this Bento was built with (or, from the source tree, the champion)
+    bento_model = bentoml.models.BentoModel(SETTINGS.model or default_model(Path(__file__)))
 
     @bentoml.on_deployment
     def check_model() -> None:

@@ -100,7 +100,7 @@ def drift(
     if profiles is not None and not profiles.is_dir():
         raise fail(f"profiles folder {profiles} does not exist or is not a folder", EXIT_INPUT)
 
-    ref = resolve_model(model or settings.model, params_file)
+    ref = resolve_model(model or settings.model or "champion", params_file)  # as `make run` serves
     reference = load_reference(ref.folder)
     try:
         window = read_window(folder, model_version=ref.version, since=start)

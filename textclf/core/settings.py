@@ -30,9 +30,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
     # -- serving
-    model: str = Field(
-        "textclf-logreg:latest",
-        description="BentoML model tag the server loads (`textclf build`/`serve` pin the one they built)",
+    model: str | None = Field(
+        None,
+        description="BentoML model tag the server loads; unset: the model its Bento was built with (from the "
+        "source tree: the pipeline's champion)",
     )
     max_batch_size: int = Field(256, ge=1, description="most texts a free model lane takes at once")
     max_queued: int = Field(
