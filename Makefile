@@ -21,7 +21,8 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv data pipeline build run auth cert test test-rules bench tools check-readme lint format clean
+.PHONY: help venv data pipeline build run auth cert test test-rules bench tools check-readme lint format clean \
+  image image-tools test-image k8s-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +76,37 @@ tools:  ## wrk (benchmark) and Prometheus, promtool, Alertmanager, amtool (monit
 	for tool in $(TOOLS); do have $$tool || \
 	  { echo "no $${tool%%=*}: install the package $${tool#*=} (apt-get; brew: wrk prometheus alertmanager)" >&2; \
 	    exit 1; }; done
+
+# What `make image` needs outside Python; each package is named after its command (Debian/Ubuntu), and
+# debootstrap checks the Debian base against Debian's archive keyring (Ubuntu does not install it).
+IMAGE_TOOLS := podman buildah runc debootstrap
+DEBIAN_KEYRING := /usr/share/keyrings/debian-archive-keyring.gpg
+
+image-tools:  ## podman, buildah, runc, debootstrap (make image, make test-image), from apt-get
+	@missing=$$(for t in $(IMAGE_TOOLS); do command -v $$t >/dev/null || echo $$t; done | xargs); \
+	[ -r $(DEBIAN_KEYRING) ] || missing="$$missing debian-archive-keyring"; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq --no-install-recommends $$missing || \
+	    sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi; \
+	for t in $(IMAGE_TOOLS); do command -v $$t >/dev/null || \
+	  { echo "no $$t: install the package $$t (apt-get)" >&2; exit 1; }; done; \
+	[ -r $(DEBIAN_KEYRING) ] || { echo "no $(DEBIAN_KEYRING): install debian-archive-keyring" >&2; exit 1; }
+
+image: image-tools pipeline auth  ## MODEL's Bento as a podman image textclf:<bento version> + textclf:latest (deploy/image/)
+	deploy/image/build.sh $(MODEL)
+
+# The test reads the signing keys and the data key the image was sealed with from the host's settings;
+# the test session drops every TEXTCLF_* variable, so they travel under another prefix.
+test-image: image  ## build the image, then run it on loopback: HTTPS, HTTP, auth, metrics, SIGTERM, refusals
+	IMAGE_HOST_TEXTCLF_HOME="$${TEXTCLF_HOME:-}" IMAGE_HOST_TEXTCLF_AUTH_DIR="$${TEXTCLF_AUTH_DIR:-}" \
+	IMAGE_HOST_TEXTCLF_DATA_KEY="$${TEXTCLF_DATA_KEY:-}" IMAGE_HOST_TEXTCLF_DATA_KEY_FILE="$${TEXTCLF_DATA_KEY_FILE:-}" \
+	RUN_IMAGE_TESTS=1 CONTAINERS_CONF="$${CONTAINERS_CONF:-$(abspath deploy/image/containers.conf)}" \
+	  $(BIN)/python -m pytest tests/integration/test_image.py $(PYTEST_ARGS)
+
+k8s-check: venv  ## render every Kubernetes overlay and validate it offline (kubectl, kubernetes-validate, promtool)
+	$(BIN)/python deploy/k8s/render_rules.py --check
+	REQUIRE_K8S_TOOLS=1 $(BIN)/python -m pytest -q tests/integration/test_k8s.py
 
 test-rules: venv tools  ## check and unit-test the Prometheus rules, Alertmanager config and dashboard JSON (seconds)
 	promtool check config monitoring/prometheus/prometheus.yml

@@ -9,6 +9,7 @@ import bentoml
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from auth.keys import KeyRingError
 from auth.middleware import AuthMiddleware
 from auth.oauth import TOKEN_OPENAPI
 from auth.scopes import JWKS_PATH, OPEN_PATHS, ROUTE_SCOPES
@@ -16,7 +17,7 @@ from bentos.batcher import GreedyBatcher, Overloaded
 from bentos.config import SETTINGS
 from bentos.feedback import FeedbackStore
 from bentos.front import FrontDoor, HotRoute, json_error
-from bentos.model_choice import default_model
+from bentos.model_choice import NoModelError, default_model
 from bentos.schemas import (
     ClassifyInput,
     ClassifyOutput,
@@ -43,6 +44,11 @@ NO_HEADERS = ()
 # `POST /classify` answered by the front door itself (bentos.front), once this worker's instance binds it
 CLASSIFY = HotRoute()
 
+try:  # TEXTCLF_MODEL, else the model this Bento was built with (from the source tree: the champion)
+    MODEL_TAG = SETTINGS.model or default_model(Path(__file__))
+except NoModelError as exc:
+    raise SystemExit(f"textclf: cannot start: {exc}") from None
+
 info_app = FastAPI(title="textclf model info", docs_url=None, redoc_url=None, openapi_url=None)
 
 
@@ -58,17 +64,19 @@ info_app = FastAPI(title="textclf model info", docs_url=None, redoc_url=None, op
 class TextClassifier:
     """Classifies short texts with an ONNX model exported by the textclf pipeline."""
 
-    # TEXTCLF_MODEL, else the model this Bento was built with (or, from the source tree, the champion)
-    bento_model = bentoml.models.BentoModel(SETTINGS.model or default_model(Path(__file__)))
+    bento_model = bentoml.models.BentoModel(MODEL_TAG)
 
     @bentoml.on_deployment
     def check_model() -> None:
         """Once, in `bentoml serve`'s own process before any worker: a wrongly-keyed, tampered or
         incomplete model, or a key ring that cannot verify tokens, stops the server with its error
-        (a failing worker would respawn forever)."""
-        AUTH.check()
-        load_data_key()  # a malformed data key stops it too, even with a plain model
-        check_model_folder(TextClassifier.inner.bento_model.resolve().path)
+        (a failing worker would respawn forever). The reason is one line on stderr, not a traceback."""
+        try:
+            AUTH.check()
+            load_data_key()  # a malformed data key stops it too, even with a plain model
+            check_model_folder(TextClassifier.inner.bento_model.resolve().path)
+        except (KeyRingError, ValueError) as exc:  # ours name the problem (key ring, data key, model)
+            raise SystemExit(f"textclf: cannot start: {exc}") from None
 
     def __init__(self) -> None:
         self.classifier = OnnxClassifier(
