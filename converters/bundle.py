@@ -31,6 +31,9 @@ def build_bento(onnx_dir: Path, record: Path, bentofile: Path = BENTOFILE) -> di
             str(bentofile.resolve().parent),
         ],
         env={**os.environ, "TEXTCLF_MODEL": model_tag},
+        # from the project's folder: BentoML refuses bentofile paths (requirements, the Dockerfile
+        # template) outside the working directory
+        cwd=bentofile.resolve().parent,
         capture_output=True,
         text=True,
         check=False,

@@ -24,6 +24,7 @@ CODE = [
     "monitoring",
     "textclf",
     "bentofile.yaml",
+    "deploy",  # the bentofile's Dockerfile template
     "requirements-serving.txt",
     "dvc.yaml",
 ]

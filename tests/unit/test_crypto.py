@@ -142,7 +142,10 @@ def test_sealed_log_round_trip_is_private(tmp_path: Path) -> None:
         for t in threads:
             t.join()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert b"pin" not in path.read_bytes() and len(path.read_bytes().splitlines()) == 50
+    sealed = path.read_bytes()  # (a 3-letter word can turn up in 50 lines of random base64 by chance)
+    assert (
+        b"my pin is blocked" not in sealed and b"pin_blocked" not in sealed and len(sealed.splitlines()) == 50
+    )
     got = list(read_sealed_log(path, Sealer(KEY), b"feedback"))
     assert sorted(got, key=lambda r: r["n"]) == records
     with SealedLog(path, Sealer(KEY), b"feedback") as log:  # appends to what is there
