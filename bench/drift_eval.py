@@ -68,21 +68,15 @@ def score(model: Scorer, texts: Sequence[str], labels: Sequence[str] | None, chu
     return Pool(columns, truth, columns["predicted"] == truth)
 
 
-@dataclass
-class Sampler:
-    """Row indices of one window: `draw(rng, size)`."""
-
-    name: str
-    draw: Callable[[np.random.Generator, int], np.ndarray]
+# Row indices of one window of `size` texts: sampler(rng, size)
+Sampler = Callable[[np.random.Generator, int], np.ndarray]
 
 
-def uniform(n: int) -> Callable[[np.random.Generator, int], np.ndarray]:
+def uniform(n: int) -> Sampler:
     return lambda rng, size: rng.choice(n, size=size, replace=size > n)
 
 
-def weighted(
-    labels: np.ndarray, shares: dict[str, float]
-) -> Callable[[np.random.Generator, int], np.ndarray]:
+def weighted(labels: np.ndarray, shares: dict[str, float]) -> Sampler:
     """Rows drawn so that classes appear with `shares` (e.g. the train split's class mix)."""
     per_class = Counter(labels.tolist())
     p = np.array([shares.get(label, 0.0) / per_class[label] for label in labels.tolist()])
@@ -90,7 +84,7 @@ def weighted(
     return lambda rng, size: rng.choice(len(labels), size=size, replace=size > np.count_nonzero(p), p=p)
 
 
-def few_classes(labels: np.ndarray, k: int) -> Callable[[np.random.Generator, int], np.ndarray]:
+def few_classes(labels: np.ndarray, k: int) -> Sampler:
     """Traffic from `k` classes picked at random per window (drawn with replacement when they hold
     fewer texts than the window)."""
     classes = sorted(set(labels.tolist()))
@@ -127,7 +121,7 @@ def rates(
     out = {}
     for size in sizes:
         rng = np.random.default_rng(seed + size)
-        flagged = sum(bool(check(pool.take(sampler.draw(rng, size))).drifted) for _ in range(windows))
+        flagged = sum(bool(check(pool.take(sampler(rng, size))).drifted) for _ in range(windows))
         out[size] = flagged / windows
     return out
 
@@ -139,7 +133,7 @@ def accuracy_errors(
     rng = np.random.default_rng(seed)
     errors, estimates, truths = [], [], []
     for _ in range(windows):
-        rows = sampler.draw(rng, size)
+        rows = sampler(rng, size)
         report = check(pool.take(rows))
         truth = float(pool.correct[rows].mean())  # type: ignore[index]
         estimates.append(report.estimated_accuracy)
@@ -218,6 +212,33 @@ class EvalData:
     test_labels: list[str]
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How every shift is measured: window sizes tried, windows per size, the headline window, the
+    accuracy window, the seed."""
+
+    sizes: Sequence[int]
+    windows: int
+    window: int
+    accuracy_window: int
+    seed: int
+
+    def row(self, what: str, pool: Pool, sampler: Sampler, check: Checker) -> dict[str, Any]:
+        """One line of the report: flag rates by window size, and the accuracy estimate where labels exist."""
+        by_size = rates(pool, sampler, check, self.sizes, self.windows, self.seed)
+        row: dict[str, Any] = {
+            "what": what,
+            "rate_by_window": by_size,
+            "rate": by_size[self.window],
+            "smallest_caught": smallest_caught(by_size),
+        }
+        if pool.correct is not None:
+            row["accuracy_estimate"] = accuracy_errors(
+                pool, sampler, check, self.accuracy_window, self.windows, self.seed
+            )
+        return row
+
+
 def evaluate(
     model: Scorer,
     reference: Any,
@@ -233,10 +254,8 @@ def evaluate(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """The whole measurement as one JSON-able dict (see the module docstring)."""
-    from monitoring.profiles import profile_columns
-
-    sizes = sorted(set(sizes) | {window})
-    check = Checker(reference, alpha, min_texts=min(sizes))
+    plan = Plan(sorted(set(sizes) | {window}), windows, window, accuracy_window, seed)
+    check = Checker(reference, alpha, min_texts=min(plan.sizes))
     test_labels = np.asarray(data.test_labels, dtype=object)
     train_mix = shares(data.train_labels)
 
@@ -248,11 +267,11 @@ def evaluate(
         "truncated_half": score(model, [truncate(t) for t in data.test_texts], data.test_labels),
         "other_domain": score(model, other_domain_texts(), None),
     }
-    same = Sampler("same distribution (test texts, train class mix)", weighted(test_labels, train_mix))
+    same = weighted(test_labels, train_mix)
     cases: list[tuple[str, str, Pool, Sampler]] = [
         ("same", "same distribution (test texts, train class mix)", clean, same),
-        ("balanced_test", "balanced test split (mild label shift)", clean, Sampler("", uniform(len(clean)))),
-        ("label_shift", "label shift: 5 classes per window", clean, Sampler("", few_classes(test_labels, 5))),
+        ("balanced_test", "balanced test split (mild label shift)", clean, uniform(len(clean))),
+        ("label_shift", "label shift: 5 classes per window", clean, few_classes(test_labels, 5)),
         ("typos_2pct", "typos, 2% of letters (mild)", pools["typos_2pct"], same),
         ("typos_10pct", "typos, 10% of letters", pools["typos_10pct"], same),
         ("truncated_half", "truncated to half the words", pools["truncated_half"], same),
@@ -260,30 +279,16 @@ def evaluate(
             "other_domain",
             "another domain (Python docs English)",
             pools["other_domain"],
-            Sampler("", uniform(len(pools["other_domain"]))),
+            uniform(len(pools["other_domain"])),
         ),
     ]
     rows: dict[str, Any] = {}
     for key, what, pool, sampler in cases:
         log(f"windows: {what}")
-        by_size = rates(pool, sampler, check, sizes, windows, seed)
-        rows[key] = {
-            "what": what,
-            "rate_by_window": by_size,
-            "rate": by_size[window],
-            "smallest_caught": smallest_caught(by_size),
-        }
-        if pool.correct is not None:
-            rows[key]["accuracy_estimate"] = accuracy_errors(
-                pool, sampler, check, accuracy_window, windows, seed
-            )
+        rows[key] = plan.row(what, pool, sampler, check)
 
     log(f"unseen intents: a model trained without {held_out_classes} classes…")
-    rows.update(
-        _unseen_intents(
-            data, held_out_classes, check, sizes, windows, window, accuracy_window, seed, profile_columns
-        )
-    )
+    rows.update(_unseen_intents(data, held_out_classes, check, plan))
     return {
         "window": window,
         "windows": windows,
@@ -295,9 +300,12 @@ def evaluate(
     }
 
 
-def _unseen_intents(
-    data: EvalData, k: int, check: Checker, sizes, windows, window, accuracy_window, seed, profile_columns
-) -> dict[str, Any]:
+def _unseen_intents(data: EvalData, k: int, check: Checker, plan: Plan) -> dict[str, Any]:
+    """Rows for a TF-IDF model trained without `k` classes: same-distribution windows (its false alarms)
+    and windows of the classes it never saw; its reference is its own validation split."""
+    from monitoring.profiles import profile_columns
+
+    seed = plan.seed
     rng = random.Random(seed)
     classes = sorted(set(data.train_labels))
     unseen = set(rng.sample(classes, k))
@@ -320,15 +328,7 @@ def _unseen_intents(
         ("unseen_same", f"same distribution, the model trained without {k} classes", seen_mix),
         ("unseen_intents", f"unseen intents: the {k} classes it never saw", unseen_mix),
     ):
-        sampler = Sampler(what, weighted(test_labels, mix))
-        by_size = rates(pool, sampler, held_check, sizes, windows, seed)
-        out[key] = {
-            "what": what,
-            "rate_by_window": by_size,
-            "rate": by_size[window],
-            "smallest_caught": smallest_caught(by_size),
-            "accuracy_estimate": accuracy_errors(pool, sampler, held_check, accuracy_window, windows, seed),
-        }
+        out[key] = plan.row(what, pool, weighted(test_labels, mix), held_check)
     return out
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from textclf.core.features import FEATURES, WORD_PATTERN
+from textclf.core.features import FEATURES, char_counts, token_counts
 
 if TYPE_CHECKING:  # the drift check (scipy, whylogs) loads only where it runs
     from monitoring.drift import DriftReport
@@ -167,19 +167,6 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
     histogram._sum.inc(float(values.sum()))
 
 
-def text_sizes(texts: Sequence[str], encodings: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray]:
-    """Characters and model tokens per text: tokens from the tokenizer's encodings, or, for models that
-    take raw strings, the words their vectorizer sees (textclf.core.features.WORD_PATTERN)."""
-    n = len(texts)
-    chars = np.fromiter(map(len, texts), dtype=np.float64, count=n)
-    if encodings is not None:
-        tokens = np.fromiter((len(e.ids) for e in encodings), dtype=np.float64, count=n)
-    else:
-        findall = WORD_PATTERN.findall
-        tokens = np.fromiter((len(findall(t)) for t in texts), dtype=np.float64, count=n)
-    return chars, tokens
-
-
 class ModelMetrics:
     """One worker's model metrics, created once with the served model's labels and info.
 
@@ -268,7 +255,7 @@ class ModelMetrics:
             texts = [text for b in batches for text in b[0]]
             encodings = None if batches[0][2] is None else [e for b in batches for e in b[2] or ()]
             probs = np.concatenate([b[1] for b in batches])
-            chars, tokens = text_sizes(texts, encodings)
+            chars, tokens = char_counts(texts), token_counts(texts, encodings)
             self.observe_predictions(probs.argmax(axis=1), probs.max(axis=1), chars, tokens)
 
     def observe_predictions(

@@ -10,8 +10,10 @@ from textclf.core.features import (
     FEATURES,
     WordListStats,
     WordPieceStats,
+    char_counts,
     probability_features,
     text_features,
+    token_counts,
 )
 
 
@@ -59,3 +61,17 @@ def test_text_features_never_hold_the_text() -> None:
     assert not any(t in str(v.tolist()) for t in texts for v in columns.values())
     with pytest.raises(ValueError, match="2 texts but 1 rows"):
         text_features(texts, probs[:1], ["lost", "other"], WordListStats(None))
+
+
+def test_sizes_count_characters_and_model_tokens() -> None:
+    texts = ["where is my new card", "a", "🙂🙂"]
+    chars, tokens = char_counts(texts), token_counts(texts, None)
+    assert chars.tolist() == [20, 1, 2]
+    words, _ = WordListStats(None)(texts, None)  # the same words the monitoring features count
+    assert tokens.tolist() == words.tolist() == [5, 0, 0]
+
+    class Encoding:
+        def __init__(self, n: int):
+            self.ids = list(range(n))
+
+    assert token_counts(texts, [Encoding(7), Encoding(3), Encoding(4)]).tolist() == [7, 3, 4]

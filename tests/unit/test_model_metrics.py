@@ -25,10 +25,9 @@ from monitoring.model_metrics import (
     ModelMetrics,
     _LazyGauge,
     observe_many,
-    text_sizes,
 )
 from tests.helpers import wait_for
-from textclf.core.features import FEATURES, WordListStats
+from textclf.core.features import FEATURES
 
 REPO = Path(__file__).resolve().parents[2]
 LABELS = ["card_arrival", "refund", "pin_blocked"]
@@ -90,20 +89,6 @@ def test_every_label_is_counted_from_zero_and_low_confidence_by_threshold() -> N
     assert delta == {"card_arrival": 11, "refund": 1, "pin_blocked": 10}
     assert value("textclf_low_confidence_total") - low_before == 1  # only 0.4 is below 0.5
     assert value("textclf_prediction_confidence_count") - confidence_before == 22
-
-
-def test_text_sizes_count_characters_and_model_tokens() -> None:
-    texts = ["where is my new card", "a", "🙂🙂"]
-    chars, tokens = text_sizes(texts, None)
-    assert chars.tolist() == [20, 1, 2]
-    words, _ = WordListStats(None)(texts, None)  # the same words the monitoring features count
-    assert tokens.tolist() == words.tolist() == [5, 0, 0]
-
-    class Encoding:
-        def __init__(self, n: int):
-            self.ids = list(range(n))
-
-    assert text_sizes(texts, [Encoding(7), Encoding(3), Encoding(4)])[1].tolist() == [7, 3, 4]
 
 
 def test_small_and_large_batches_fill_the_size_histograms_alike() -> None:

@@ -26,6 +26,20 @@ WORD_PATTERN = re.compile(r"(?u)\b\w\w+\b")
 Columns = dict[str, np.ndarray]
 
 
+def char_counts(texts: Sequence[str]) -> np.ndarray:
+    """Characters per text."""
+    return np.fromiter(map(len, texts), dtype=np.float64, count=len(texts))
+
+
+def token_counts(texts: Sequence[str], encodings: Sequence[Encoding] | None) -> np.ndarray:
+    """Model tokens per text: from the tokenizer's encodings, or, for models that take raw strings, the
+    words their vectorizer sees (WORD_PATTERN). The metrics and the profiles count with this one function."""
+    if encodings is not None:
+        return np.fromiter((len(e.ids) for e in encodings), dtype=np.float64, count=len(encodings))
+    findall = WORD_PATTERN.findall
+    return np.fromiter((len(findall(t)) for t in texts), dtype=np.float64, count=len(texts))
+
+
 class InputStats(Protocol):
     """Token count and out-of-vocabulary rate per text, from whatever the model's input step produced."""
 
@@ -46,7 +60,7 @@ class WordPieceStats:
     ) -> tuple[np.ndarray, np.ndarray]:
         if encodings is None:
             raise ValueError("token statistics need the tokenizer's encodings")
-        tokens = np.fromiter((len(e.ids) for e in encodings), dtype=np.float64, count=len(encodings))
+        tokens = token_counts(texts, encodings)
         oov = np.fromiter((self._oov_rate(e) for e in encodings), dtype=np.float64, count=len(encodings))
         return tokens, oov
 
@@ -124,7 +138,7 @@ def text_features(
     scored = probability_features(probs)
     names = np.asarray(labels, dtype=object)
     return {
-        "chars": np.fromiter((len(t) for t in texts), dtype=np.float64, count=len(texts)),
+        "chars": char_counts(texts),
         "tokens": tokens,
         "oov_rate": oov,
         "confidence": scored["confidence"],
