@@ -212,6 +212,8 @@ class TextClassifier:
             status, message = problem
             ctx.response.status_code = status  # BentoML sets the status from the context when one is used
             return JSONResponse({"error": message}, status_code=status)  # type: ignore[return-value]
+        if self.metrics is not None:  # live accuracy: counted once stored, never before
+            self.metrics.count_feedback([(item.label, item.predicted) for item in items])
         return FeedbackReceipt(accepted=len(items))
 
     @info_app.get("/admin/status")

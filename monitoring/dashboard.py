@@ -78,6 +78,17 @@ def mean(metric: str) -> str:
     return f"{rate(metric + '_sum')} / {rate(metric + '_count')}"
 
 
+def live_accuracy(by: str = "") -> str:
+    """Right answers among the last hour's feedback items that say what the server answered (the window
+    of the recording rules and TextclfLiveAccuracyDrop), over the selection, optionally per label."""
+    grouping = f" by ({by})" if by else ""
+
+    def stated(outcome: str) -> str:
+        return f'sum{grouping} (increase(textclf_feedback_total{{{SEL}, outcome=~"{outcome}"}}[1h]))'
+
+    return f"{stated('correct')} / {stated('correct|wrong')}"
+
+
 VERDICT = (("0", "no drift", "green"), ("1", "drift", "red"))
 
 ROWS: tuple[Row, ...] = (
@@ -279,10 +290,20 @@ ROWS: tuple[Row, ...] = (
                 f"(on labelled feedback). The line is the {ACCURACY_FLOOR} floor of TextclfLiveAccuracyDrop.",
                 (
                     Query(f"max(textclf_estimated_accuracy{{{SEL}}})", "estimated"),
-                    Query(f"max(textclf_live_accuracy{{{SEL}}})", "live (feedback)"),
+                    Query(live_accuracy(), "live (feedback)"),
                 ),
                 unit="percentunit",
                 width=8,
+                threshold=ACCURACY_FLOOR,
+                max_value=1,
+            ),
+            Panel(
+                "Live recall, weakest classes",
+                "Per true label, the share of the last hour's labelled feedback the served model got right "
+                "(feedback items that say what the server answered): the ten lowest.",
+                (Query(f"bottomk(10, {live_accuracy('label')})", "{{label}}"),),
+                unit="percentunit",
+                width=24,
                 threshold=ACCURACY_FLOOR,
                 max_value=1,
             ),

@@ -9,7 +9,7 @@ instead of one `observe` per value.
 Like `monitoring.http_metrics`, the metrics are module globals: every worker writes its values to
 BentoML's multi-process folder (`PROMETHEUS_MULTIPROC_DIR`, set before a worker imports anything) and
 `/metrics` sums or picks them over all workers, as each metric's `multiprocess_mode` says. Gauges that
-have no value until something happens (the drift check's results, estimated and live accuracy) are
+have no value until something happens (the drift check's results, estimated accuracy) are
 created on first use, so a server that never checked drift shows them absent rather than at 0.
 
 No label ever holds a text, a path, a subject or a request id: `label` is one of the model's labels,
@@ -101,6 +101,15 @@ DRIFT_DETECTED = Gauge(
     ["feature"],
     multiprocess_mode="mostrecent",
 )
+# Live accuracy: Prometheus turns these counters into windowed accuracy and per-class recall summed over
+# workers (recording rules job:textclf_live_accuracy:ratio_1h, job_label:textclf_live_recall:ratio_1h).
+FEEDBACK_OUTCOMES = ("correct", "wrong", "unstated")
+FEEDBACK = Counter(
+    "textclf_feedback",
+    "Feedback items stored, by true label and outcome: the answer the item says the server gave was "
+    "correct or wrong, or the item did not say (unstated).",
+    ["label", "outcome"],
+)
 PROFILE_DROPPED = Counter(
     "textclf_profile_dropped", "Texts whose features were not profiled: the profiler's queue was full."
 )
@@ -140,9 +149,6 @@ DRIFT_CHECK_TIME = _LazyGauge(
 ESTIMATED_ACCURACY = _LazyGauge(
     "textclf_estimated_accuracy",
     "Mean calibrated confidence over the drift window: the accuracy the model expects of itself.",
-)
-LIVE_ACCURACY = _LazyGauge(
-    "textclf_live_accuracy", "Accuracy on the texts whose true labels came back through /feedback."
 )
 
 
@@ -193,6 +199,11 @@ class ModelMetrics:
         self.flush_s = flush_s
         self._predictions = [PREDICTIONS.labels(label=label) for label in self.labels]  # every label at 0
         self._errors = {kind: PROFILE_ERRORS.labels(kind=kind) for kind in ERROR_KINDS}
+        self._feedback = {  # every label and outcome at 0 from the start: increase() needs a first sample
+            (label, outcome): FEEDBACK.labels(label=label, outcome=outcome)
+            for label in self.labels
+            for outcome in FEEDBACK_OUTCOMES
+        }
         MODEL_INFO.labels(name=name, version=version, family=family, precision=precision).set(1)
         # (texts, probabilities, encodings, tokenize_s, inference_s) per batch; queue waits per batch
         self._batches: collections.deque[tuple[Sequence[str], np.ndarray, Sequence[Any] | None, float, float]]
@@ -294,8 +305,15 @@ class ModelMetrics:
                 DRIFT_DETECTED.labels(feature=name).set(1.0 if drifted else 0.0)
         DRIFT_CHECK_TIME.set(now)
 
-    def set_live_accuracy(self, accuracy: float) -> None:
-        LIVE_ACCURACY.set(accuracy)
+    def count_feedback(self, items: Sequence[tuple[str, str | None]]) -> None:
+        """Stored feedback: (true label, the label the server answered or None) per item. True labels
+        are the model's (the store refuses others); `predicted` is only compared, never a label value."""
+        outcomes = collections.Counter(
+            (label, "unstated" if predicted is None else "correct" if predicted == label else "wrong")
+            for label, predicted in items
+        )
+        for (label, outcome), count in outcomes.items():
+            self._feedback[label, outcome].inc(count)
 
 
 def _take(notes: collections.deque) -> list:

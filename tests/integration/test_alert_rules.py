@@ -65,7 +65,7 @@ METRICS = {
     "textclf_estimated_accuracy",
     "textclf_profile_dropped_total",
     "textclf_profile_errors_total",
-    "textclf_live_accuracy",
+    "textclf_feedback_total",
 }
 HISTOGRAM_PARTS = re.compile(r"_(bucket|sum|count)$")
 

@@ -34,6 +34,7 @@ from tests.integration.test_alert_rules import (
     run_tool,
     tool,
 )
+from textclf.core.crypto import new_data_key
 from textclf.core.features import FEATURES
 
 GRAFANA = REPO / "monitoring" / "grafana"
@@ -41,7 +42,6 @@ VARIABLES = {"__rate_interval": "5m", "job": "textclf", "instance": ".*"}  # .* 
 # Queries that may stay empty in a short healthy run, each with the reason. Everything else must answer
 # with at least one finite number.
 MAY_BE_EMPTY = {
-    ("Accuracy", "live (feedback)"): "textclf_live_accuracy is set from /feedback labels by a later issue",
     ("textclf alerts", "{{alertname}} {{alertstate}}"): "no alert is pending or firing in a healthy run",
 }
 RULES_MAY_BE_EMPTY = {
@@ -147,6 +147,16 @@ def _classify(client: httpx.Client, texts: list[str]) -> int:
     return client.post("/classify", json={"texts": texts}).status_code
 
 
+def _send_feedback(client: httpx.Client, rows: list[tuple[str, str]]) -> int:
+    """True labels for `rows`, each saying what the server answered (live accuracy and recall)."""
+    answers = client.post("/classify", json={"texts": [text for text, _ in rows]}).json()
+    items = [
+        {"text": text, "label": label, "predicted": answer["label"]}
+        for (text, label), answer in zip(rows, answers, strict=True)
+    ]
+    return client.post("/feedback", json={"items": items}).status_code
+
+
 def _has_number(result: list[dict[str, Any]]) -> bool:
     return any(math.isfinite(float(sample["value"][1])) for sample in result)
 
@@ -163,6 +173,8 @@ def test_every_panel_shows_data_from_a_real_server(
         "TEXTCLF_PROFILE_INTERVAL_S": "1",
         "TEXTCLF_DRIFT_CHECK_S": "1",
         "TEXTCLF_DRIFT_MIN_TEXTS": "20",
+        "TEXTCLF_FEEDBACK_DIR": str(tmp_path / "feedback"),
+        "TEXTCLF_DATA_KEY": new_data_key(),
     }
     texts = [text for text, _ in tiny_rows(60, seed=7)]  # 300 texts like the training data
     batches = [texts[i : i + 1 + i % 3] for i in range(len(texts))]  # 300 requests of 1 to 3 texts
@@ -178,11 +190,14 @@ def test_every_panel_shows_data_from_a_real_server(
                     "a scrape of the warm-up's 200 and 4xx",
                 )
                 statuses = list(pool.map(lambda batch: _classify(client, batch), batches))
+                labelled = tiny_rows(4, seed=8)
+                feedback = _send_feedback(client, labelled)
                 refused = [_classify(client, texts) for texts in ([], [""], ["   "])]  # bad input: 4xx
                 version = client.get("/model").json()["version"]
             assert warm_up[0] == 200 and statuses == [200] * len(batches), (warm_up, set(statuses))
+            assert feedback == 200
             assert all(400 <= status < 500 for status in [warm_up[1], *refused]), (warm_up, refused)
-            sent = len(batches[0]) + sum(map(len, batches))
+            sent = len(batches[0]) + sum(map(len, batches)) + len(labelled)
             wait_for(
                 lambda: query(prometheus_url, f"sum(textclf_predictions_total) == {sent}"),
                 30,
@@ -217,7 +232,7 @@ def test_every_panel_shows_data_from_a_real_server(
     verdicts = answers[("Drift verdicts", "{{feature}}")]
     assert {sample["metric"]["feature"] for sample in verdicts} == {*FEATURES, "model_outputs", "overall"}
     by_status = {sample["metric"]["status"]: float(sample["value"][1]) for sample in requests}
-    assert by_status.get("200") == 1 + len(batches)
+    assert by_status.get("200") == 2 + len(batches)  # the warm-up, the load, the labelled texts
     assert sum(n for status, n in by_status.items() if status.startswith("4")) == 1 + len(refused)
 
 

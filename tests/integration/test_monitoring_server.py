@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitoring.profiles import read_window
 from tests.conftest import SECURITY_OFF, SERVER_LIMITS
 from tests.helpers import bentoml_serve, wait_for
+from textclf.core.crypto import new_data_key
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +44,8 @@ def monitored(
         "TEXTCLF_PROFILE_INTERVAL_S": "1",
         "TEXTCLF_DRIFT_CHECK_S": "1",
         "TEXTCLF_DRIFT_MIN_TEXTS": "20",
+        "TEXTCLF_FEEDBACK_DIR": str(root / "feedback"),
+        "TEXTCLF_DATA_KEY": new_data_key(),
         **SECURITY_OFF,
         **SERVER_LIMITS,
     }
@@ -117,6 +120,32 @@ def test_model_metrics_count_every_text_once_over_both_workers(served: Monitored
     )
     assert one(page, "textclf_inference_seconds_sum") > 0
     assert one(page, "textclf_profile_dropped_total") == 0
+
+
+def test_live_accuracy_counts_every_feedback_item_once_over_both_workers(monitored: MonitoredServer) -> None:
+    """Feedback posted over many connections: per true label and outcome, the counters summed over the
+    workers equal what was sent (the recording rules turn them into live accuracy and recall)."""
+    kinds = [("refund", "refund"), ("refund", "top_up"), ("pin_blocked", None)]  # correct, wrong, unstated
+    bodies = [
+        {"items": [{"text": f"{MARKER} feedback {i}", "label": label, "predicted": predicted}]}
+        for i, (label, predicted) in enumerate(kinds[i % 3] for i in range(REQUESTS))
+    ]
+    before = samples(monitored.url).get("textclf_feedback_total", {})
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(
+            pool.map(lambda b: httpx.post(f"{monitored.url}/feedback", json=b, timeout=10), bodies)
+        )
+    assert [a.status_code for a in answers] == [200] * REQUESTS
+    page = samples(monitored.url)  # counted when stored, before the answer: no flush to wait for
+    counted = page["textclf_feedback_total"]
+    delta = {dict(k)["label"] + "/" + dict(k)["outcome"]: v - before.get(k, 0) for k, v in counted.items()}
+    third = REQUESTS // 3
+    assert {k: v for k, v in delta.items() if v} == {
+        "refund/correct": third,
+        "refund/wrong": third,
+        "pin_blocked/unstated": third,
+    }
+    assert len(counted) == 5 * 3  # every label and outcome listed from the start
 
 
 def test_profiles_hold_every_text_and_no_text(served: MonitoredServer) -> None:

@@ -91,6 +91,46 @@ def test_every_label_is_counted_from_zero_and_low_confidence_by_threshold() -> N
     assert value("textclf_prediction_confidence_count") - confidence_before == 22
 
 
+def test_feedback_is_counted_by_true_label_and_outcome_from_zero() -> None:
+    m = metrics()
+    outcomes = ("correct", "wrong", "unstated")
+    before = {
+        (label, outcome): REGISTRY.get_sample_value(
+            "textclf_feedback_total", {"label": label, "outcome": outcome}
+        )
+        for label in LABELS
+        for outcome in outcomes
+    }
+    assert None not in before.values()  # every series exists at 0: increase() sees the first item
+    m.count_feedback(
+        [
+            ("refund", "refund"),
+            ("refund", "card_arrival"),
+            ("refund", None),
+            ("pin_blocked", "pin_blocked"),
+            ("pin_blocked", "pin_blocked"),
+            ("card_arrival", "not a label at all"),  # `predicted` is compared, never a label value
+        ]
+    )
+    delta = {
+        key: value("textclf_feedback_total", label=key[0], outcome=key[1]) - count
+        for key, count in before.items()
+    }
+    assert {key: d for key, d in delta.items() if d} == {
+        ("refund", "correct"): 1,
+        ("refund", "wrong"): 1,
+        ("refund", "unstated"): 1,
+        ("pin_blocked", "correct"): 2,
+        ("card_arrival", "wrong"): 1,
+    }
+    assert (
+        REGISTRY.get_sample_value(
+            "textclf_feedback_total", {"label": "not a label at all", "outcome": "correct"}
+        )
+        is None
+    )
+
+
 def test_small_and_large_batches_fill_the_size_histograms_alike() -> None:
     m = metrics()
     texts = ["x" * 10, "y" * 100, "zz " * 30]
