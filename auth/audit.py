@@ -9,15 +9,19 @@ It sits on every request's path, so it writes each line with one `os.write` to a
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from textclf.core.settings import Settings
 
 
 def worker_tag() -> str:
@@ -103,3 +107,16 @@ class AuditLog:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+
+def record_operator_action(settings: Settings, action: str, client: str = "cli", **fields: Any) -> None:
+    """One audit line for an operator's command or job (its own file, audit-cli.jsonl): who, what."""
+    if not settings.audit:
+        return
+    log = AuditLog(
+        settings.path("audit_dir"), "audit-cli", False, settings.audit_max_bytes, settings.audit_backups
+    )
+    try:
+        log.record(event="admin", action=action, subject=getpass.getuser(), client=client, **fields)
+    finally:
+        log.close()

@@ -13,8 +13,7 @@ from pathlib import Path
 from auth.audit import worker_tag
 from bentos.schemas import FeedbackItem
 from textclf.core.crypto import DataKeyError, SealedLog, Sealer, load_data_key
-
-FEEDBACK_AAD = b"textclf-feedback-v1"
+from textclf.core.feedback_log import FEEDBACK_AAD, log_name
 
 
 class FeedbackStore:
@@ -38,7 +37,7 @@ class FeedbackStore:
     def _open(self) -> SealedLog:
         if self._log is None:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path = self.folder / f"feedback-{worker_tag()}.sealed.jsonl"
+            path = self.folder / log_name(worker_tag())
             self._log = SealedLog(path, self._sealer, FEEDBACK_AAD)
         return self._log
 

@@ -23,6 +23,18 @@ INTENTS = {
     "exchange_rate": ["what exchange rate do you use", "how is the currency rate set", "fx rate today"],
     "top_up": ["how do i top up my account", "add money to my balance", "top up with a card"],
 }
+# The same intents in words the tiny dataset never uses: traffic that drifted (and labelled feedback on it).
+SHIFTED_INTENTS = {
+    "card_arrival": [
+        "courier never delivered the plastic",
+        "parcel with my debit thing is missing",
+        "postman lost it",
+    ],
+    "refund": ["reimburse that charge", "chargeback for the order", "return the cash for the dress"],
+    "pin_blocked": ["keypad code locked out", "secret digits frozen", "code jammed at the atm"],
+    "exchange_rate": ["euro to dollar conversion", "what do you charge for yen", "forex spread"],
+    "top_up": ["load funds onto the wallet", "put cash in the wallet", "fund the wallet via transfer"],
+}
 FILLERS = ["please", "hi", "thanks", "urgent", "today", "quickly", "help", "hello there", "now", "again"]
 T = TypeVar("T")
 
@@ -41,11 +53,11 @@ def wait_for(predicate: Callable[[], T], timeout_s: float, what: str, interval_s
         time.sleep(interval_s)
 
 
-def tiny_rows(per_intent: int, seed: int) -> list[tuple[str, str]]:
+def tiny_rows(per_intent: int, seed: int, intents: dict[str, list[str]] = INTENTS) -> list[tuple[str, str]]:
     """Short texts for five intents: easy to learn, varied enough to be unique."""
     rng = random.Random(seed)
     rows = []
-    for label, phrases in INTENTS.items():
+    for label, phrases in intents.items():
         seen: set[str] = set()
         while len(seen) < per_intent:
             words = [rng.choice(FILLERS), rng.choice(phrases), rng.choice(FILLERS)]
@@ -53,6 +65,11 @@ def tiny_rows(per_intent: int, seed: int) -> list[tuple[str, str]]:
         rows.extend((text, label) for text in sorted(seen))
     rng.shuffle(rows)
     return rows
+
+
+def shifted_rows(per_intent: int, seed: int) -> list[tuple[str, str]]:
+    """Texts of the five intents in words the tiny dataset never uses (a drifted world)."""
+    return tiny_rows(per_intent, seed, SHIFTED_INTENTS)
 
 
 def write_csv(

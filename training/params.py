@@ -29,6 +29,12 @@ class DataParams(_Section):
     labels_file: str | None = "categories.json"
     on_leakage: Literal["fail", "drop_from_train"] = "drop_from_train"
     prepared_dir: Path = Path("artifacts/data")
+    # Labelled feedback from the server (`textclf retrain` writes it; DVC versions it), trained on beside
+    # the train split. Sealed with the data key unless feedback_plaintext; feedback_holdout of its texts
+    # (chosen by a hash of the text, so the same ones every time) are never trained on: the gate's slice.
+    feedback_dir: Path = Path("data/feedback")
+    feedback_plaintext: bool = False
+    feedback_holdout: float = Field(0.2, ge=0, lt=1)
 
     @property
     def train_path(self) -> Path:
@@ -49,6 +55,10 @@ class DataParams(_Section):
     @property
     def labels_path(self) -> Path | None:
         return self.dir / self.labels_file if self.labels_file else None
+
+    @property
+    def prepared_feedback_dir(self) -> Path:
+        return self.prepared_dir / "feedback"
 
 
 class LogregParams(_Section):
@@ -123,6 +133,24 @@ class ExportParams(_Section):
     bert_optimization_level: int = Field(2, ge=0, le=99)  # ORTOptimizer level for BERT
 
 
+class PromotionParams(_Section):
+    """`textclf promote`: when a challenger replaces the champion. Both run through ONNX Runtime on the
+    fixed test split and on the held-out feedback slice."""
+
+    margin: float = Field(0.0, ge=0, le=1)  # test-split accuracy: challenger >= champion + margin
+    tolerance: float = Field(0.01, ge=0, le=1)  # accuracy on any slice: at most this much worse
+    max_recall_drop: float = Field(0.1, ge=0, le=1)  # per class, test split: recall at most this much lower
+    min_slice_rows: int = Field(20, ge=1)  # the feedback slice is compared from this many rows on
+
+
+class RetrainParams(_Section):
+    """`textclf retrain` and the alert webhook that queues it."""
+
+    min_interval_s: float = Field(3600.0, ge=0)  # between two retraining runs started by alerts
+    auto_promote: bool = False  # a challenger that passes the gate is promoted without a person
+    git_commit: bool = True  # commit the new data version's .dvc file and dvc.lock (in a git repo)
+
+
 class RegistryParams(_Section):
     model_name: str = "banking77-intent"
     experiment: str = "banking77"
@@ -138,6 +166,8 @@ class Params(_Section):
     export: ExportParams = ExportParams()
     champion: ChampionParams = ChampionParams()
     registry: RegistryParams = RegistryParams()
+    promotion: PromotionParams = PromotionParams()
+    retrain: RetrainParams = RetrainParams()
 
 
 class ParamsError(ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,3 +75,33 @@ def champion_variant(name: str) -> str | None:
     except mlflow.exceptions.MlflowException:
         return None
     return version.tags.get("variant")
+
+
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous-champion"
+
+
+def client() -> MlflowClient:
+    mlflow.set_tracking_uri(tracking_uri())
+    return MlflowClient()
+
+
+def version_by_alias(name: str, alias: str) -> mlflow.entities.model_registry.ModelVersion | None:
+    """The registered version an alias points at, or None when the alias (or the model) is not set."""
+    try:
+        return client().get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def set_alias(name: str, alias: str, version: str, tags: dict[str, str] | None = None) -> None:
+    """Point `alias` at `version` of `name`, recording `tags` on the version first."""
+    mlflow_client = client()
+    for key, value in (tags or {}).items():
+        mlflow_client.set_model_version_tag(name, version, key, value)
+    mlflow_client.set_registered_model_alias(name, alias, version)
+
+
+def delete_alias(name: str, alias: str) -> None:
+    with contextlib.suppress(mlflow.exceptions.MlflowException):  # not set: nothing to delete
+        client().delete_registered_model_alias(name, alias)

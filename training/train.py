@@ -20,6 +20,7 @@ from training.evaluate import (
     plot_learning_curves,
 )
 from training.families.factory import create_family, save_family
+from training.feedback import training_rows
 from training.params import Params
 from training.splits import Examples, training_part
 from training.validate import PREPARED_LABEL, PREPARED_TEXT
@@ -56,18 +57,26 @@ def train(family: str, params: Params, model_dir: Path, reports_dir: Path) -> Tr
     data_report = json.loads((reports_dir / "data.json").read_text(encoding="utf-8"))
     reports_dir.mkdir(parents=True, exist_ok=True)
 
+    feedback = Examples(*training_rows(data.prepared_feedback_dir, data.feedback_holdout))
     model = create_family(family, params)
     fit = Examples(train_texts, train_labels)
     if not model.carves_validation:
         fit = training_part(params, family, train_texts, train_labels)
+    # labelled feedback trains, last and never in the validation split (decrypted in memory only)
+    fit = Examples(fit.texts + feedback.texts, fit.labels + feedback.labels)
     with tracking.run(params.registry.experiment, run_name=f"train-{family}") as active:
         mlflow.set_tags({"family": family, "stage": "train", "data_sha256": data_report["data_sha256"]})
         mlflow.log_params({f"{family}.{k}": v for k, v in model.params().items()})
         mlflow.log_params(
-            {"data.name": data.name, "data.train_rows": len(train_texts), "data.test_rows": len(test_texts)}
+            {
+                "data.name": data.name,
+                "data.train_rows": len(train_texts),
+                "data.test_rows": len(test_texts),
+                "data.feedback_rows": len(feedback),
+            }
         )
         started = time.perf_counter()
-        model.fit(fit.texts, fit.labels, on_epoch=_log_epoch)
+        model.fit(fit.texts, fit.labels, on_epoch=_log_epoch, always_train=len(feedback))
         train_seconds = time.perf_counter() - started
 
         predictions = model.predict(test_texts)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ class DataReport:
     dropped_from_train: int = 0
     duplicate_train_texts: int = 0
     conflicting_train_texts: int = 0
+    feedback_rows: int = 0  # labelled feedback trained on beside the train split (data.feedback_dir)
+    feedback_dropped: int = 0
     data_sha256: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -52,7 +55,8 @@ def normalize(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def _digest(text: str) -> bytes:
+def text_key(text: str) -> bytes:
+    """A text's identity for leakage and duplicates: 8 bytes of a hash of its normal form."""
     return hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=8).digest()
 
 
@@ -136,7 +140,7 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
         for example in _stream_split(params.test_path, params, problems):
             test.rows += 1
             test.labels.add(example.label)
-            test_digests.add(_digest(example.text))
+            test_digests.add(text_key(example.text))
             _write_row(handle, example)
 
     leaked = _Offenders("train text(s) also in the test set (leakage)", params.train_path)
@@ -144,7 +148,7 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
     duplicates = 0
     with tmp_train.open("w", encoding="utf-8") as handle:
         for example in _stream_split(params.train_path, params, problems):
-            key = _digest(example.text)
+            key = text_key(example.text)
             if key in test_digests:
                 leaked.add(example)
                 continue
@@ -158,10 +162,11 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
                 seen[key] = example.label
             _write_row(handle, example)
     conflicts = sum(1 for label in seen.values() if label is None)
-    del seen
 
     labels = _check_labels(train, test, closed, params, problems)
     warnings: list[str] = []
+    feedback = _prepare_feedback(params, labels, test_digests, seen, problems, warnings)
+    del seen
     if untested := sorted(train.labels - test.labels):
         warnings.append(f"{len(untested)} train label(s) absent from test: {untested[:_SHOW]}")
     if leaked.count and params.on_leakage == "fail":
@@ -169,6 +174,7 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
     if problems:
         tmp_test.unlink(missing_ok=True)
         tmp_train.unlink(missing_ok=True)
+        shutil.rmtree(_feedback_tmp(params), ignore_errors=True)
         raise DataValidationError(problems)
     if leaked.count:
         warnings.append(f"dropped {leaked.count} train text(s) that also appear in test")
@@ -177,10 +183,15 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
 
     os.replace(tmp_test, params.prepared_test)
     os.replace(tmp_train, params.prepared_train)
+    shutil.rmtree(params.prepared_feedback_dir, ignore_errors=True)
+    if feedback.source is not None:
+        os.replace(_feedback_tmp(params), params.prepared_feedback_dir)
     (out_dir / "labels.json").write_text(json.dumps(labels, indent=1), encoding="utf-8")
     hashed = [params.train_path, params.test_path]
     if params.labels_path is not None:
         hashed.append(params.labels_path)
+    if feedback.source is not None:  # a new feedback version is new training data
+        hashed.append(feedback.source)
     report = DataReport(
         train_rows=train.rows,
         test_rows=test.rows,
@@ -189,12 +200,84 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
         dropped_from_train=leaked.count,
         duplicate_train_texts=duplicates,
         conflicting_train_texts=conflicts,
+        feedback_rows=feedback.rows,
+        feedback_dropped=feedback.dropped,
         data_sha256=files_sha256(hashed),
         warnings=warnings,
     )
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
     return report
+
+
+@dataclass
+class _FeedbackStats:
+    source: Path | None = None
+    rows: int = 0
+    dropped: int = 0
+
+
+def _feedback_tmp(params: DataParams) -> Path:
+    return params.prepared_dir / ".feedback.tmp"
+
+
+def _prepare_feedback(
+    params: DataParams,
+    labels: list[str],
+    test_keys: set[bytes],
+    train_keys: dict[bytes, str | None],
+    problems: list[str],
+    warnings: list[str],
+) -> _FeedbackStats:
+    """The feedback data set (training.feedback) checked like the train split and copied, sealed as it
+    came, into the prepared folder; test texts are leakage, texts the train split has are dropped."""
+    from training import feedback as fb  # it builds on this module
+
+    stats = _FeedbackStats()
+    try:
+        stats.source = fb.data_file(params.feedback_dir)
+    except ValueError as exc:
+        problems.append(str(exc))
+        return stats
+    if stats.source is None:
+        return stats
+    blank_text = _Offenders("empty or blank feedback text(s)", stats.source)
+    unknown = _Offenders("feedback label(s) the model does not have", stats.source)
+    leaked = _Offenders("feedback text(s) also in the test set (leakage)", stats.source)
+    known, kept, seen, duplicates = set(labels), [], set(train_keys), 0
+    try:
+        for line, row in enumerate(fb.read_rows(params.feedback_dir), 1):
+            example = Example(row.text, row.label, line)
+            key = text_key(row.text)
+            if not row.text.strip():
+                blank_text.add(example)
+            elif row.label not in known:
+                unknown.add(example)
+            elif key in test_keys:
+                leaked.add(example)
+            elif key in seen:  # in the train split, or earlier in the feedback
+                duplicates += 1
+            else:
+                seen.add(key)
+                kept.append(row)
+    except (OSError, ValueError) as exc:  # a missing data key, a tampered or unreadable file
+        problems.append(f"cannot read the feedback data {stats.source}: {exc}")
+        return stats
+    problems.extend(o.message() for o in (blank_text, unknown) if o.count)
+    if leaked.count and params.on_leakage == "fail":
+        problems.append(f"{leaked.message()}; set data.on_leakage: drop_from_train to drop them")
+    elif leaked.count:
+        warnings.append(f"dropped {leaked.count} feedback text(s) that also appear in test")
+    if duplicates:
+        warnings.append(f"dropped {duplicates} feedback text(s) already in train or repeated")
+    stats.dropped = leaked.count + duplicates
+    if problems:
+        return stats
+    tmp = _feedback_tmp(params)
+    shutil.rmtree(tmp, ignore_errors=True)
+    fb.write_rows(tmp, kept, plaintext=stats.source.name == fb.PLAIN_NAME)
+    stats.rows = len(kept)
+    return stats
 
 
 def _check_labels(

@@ -27,6 +27,7 @@ CODE = [
     "deploy",  # the bentofile's Dockerfile template
     "requirements-serving.txt",
     "dvc.yaml",
+    "data/feedback",  # the labelled-feedback folder the validate stage reads (only its README at first)
 ]
 
 
@@ -44,7 +45,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in CODE:
         source = REPO / name
         if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.jsonl*"))
         else:
             shutil.copy2(source, root / name)
     write_tiny_dataset(root / "data" / "raw" / "tiny")

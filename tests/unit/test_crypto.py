@@ -23,6 +23,7 @@ from textclf.core.crypto import (
     Sealer,
     load_data_key,
     new_data_key,
+    read_sealed_lines,
     read_sealed_log,
 )
 
@@ -172,6 +173,39 @@ def test_sealed_log_names_the_bad_line(tmp_path: Path) -> None:
     path.write_bytes(lines[0] + b"\n!!!\n")
     with pytest.raises(SealedDataError, match=r":2: "):
         list(read_sealed_log(path, Sealer(KEY), b"feedback"))
+
+
+def test_a_torn_tail_is_repaired_on_reopen_and_skipped_by_readers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer killed mid-append leaves part of a line: every record before it stays readable, the next
+    writer starts a line of its own (marking the torn one), and only a tolerant reader skips it."""
+    path = tmp_path / "feedback.sealed.jsonl"
+    with SealedLog(path, Sealer(KEY), b"feedback") as log:
+        for i in range(3):
+            log.append({"n": i})
+    whole = path.read_bytes()
+    with SealedLog(tmp_path / "one.jsonl", Sealer(KEY), b"feedback") as other:
+        other.append({"n": 99})
+    path.write_bytes(whole + (tmp_path / "one.jsonl").read_bytes()[:40])  # killed after 40 bytes
+    tolerant = list(read_sealed_lines(path, Sealer(KEY), b"feedback", skip_torn=True))
+    assert [r["n"] for _, r in tolerant] == [0, 1, 2]
+    assert "torn record" in caplog.text
+    with pytest.raises(SealedDataError, match=r":4: "):  # the strict reader still says where
+        list(read_sealed_log(path, Sealer(KEY), b"feedback"))
+    with SealedLog(path, Sealer(KEY), b"feedback") as log:  # a restarted writer
+        log.append({"n": 3})
+    assert "cut short" in caplog.text
+    tolerant = list(read_sealed_lines(path, Sealer(KEY), b"feedback", skip_torn=True))
+    assert [r["n"] for _, r in tolerant] == [0, 1, 2, 3]
+    # tampering in the middle is not a torn line: it still stops the tolerant reader
+    lines = path.read_bytes().splitlines()
+    raw = bytearray(base64.urlsafe_b64decode(lines[1]))
+    raw[-1] ^= 0x80
+    lines[1] = base64.urlsafe_b64encode(bytes(raw))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(SealedDataError, match=r":2: .*tampered"):
+        list(read_sealed_lines(path, Sealer(KEY), b"feedback", skip_torn=True))
 
 
 def _sealed_folder(folder: Path, files: dict[str, bytes], key: bytes) -> Path:

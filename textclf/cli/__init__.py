@@ -1,6 +1,7 @@
 """The `textclf` command: one subcommand for every job a person runs, one module per room.
 
-pipeline (validate, train, export, evaluate, select, build, repro), serving (serve, tls-cert,
+pipeline (validate, train, export, evaluate, select, build, repro), the loop (retrain, promote,
+rollback), serving (serve, tls-cert,
 predict-batch), bench, docs (readme), and auth (`textclf auth ...`, `textclf token`).
 """
 
@@ -8,13 +9,13 @@ from __future__ import annotations
 
 import typer
 
-from textclf.cli import auth, bench, docs, monitor, pipeline, serving
+from textclf.cli import auth, bench, docs, loop, monitor, pipeline, serving
 from textclf.cli.serving import serve_argv
 from textclf.core.offline import go_offline
 
 go_offline()
 app = typer.Typer(help="Train, convert, serve and use text classifiers.", no_args_is_help=True)
-for _room in (pipeline, serving, bench, docs, monitor):
+for _room in (pipeline, loop, serving, bench, docs, monitor):
     app.registered_commands.extend(_room.app.registered_commands)
 app.add_typer(auth.app, name="auth")
 app.command()(auth.token)

@@ -7,7 +7,6 @@ and every change is written to the audit log.
 
 from __future__ import annotations
 
-import getpass
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from auth.audit import AuditLog
+from auth.audit import record_operator_action
 from auth.credentials import CredentialsError, add_principal, check_scopes, load_credentials, remove_principal
 from auth.keys import KeyRingError, init_ring, load_ring, retire, retire_expired, rotate
 from auth.scopes import SCOPES
@@ -44,14 +43,7 @@ def _folder(auth_dir: Path | None) -> Path:
 
 
 def _audit(action: str, **fields: object) -> None:
-    settings = _settings()
-    if not settings.audit:
-        return
-    log = AuditLog(
-        settings.path("audit_dir"), "audit-cli", False, settings.audit_max_bytes, settings.audit_backups
-    )
-    log.record(event="admin", action=action, subject=getpass.getuser(), client="cli", **fields)
-    log.close()
+    record_operator_action(_settings(), action, **fields)
 
 
 def _fail(message: str) -> typer.Exit:

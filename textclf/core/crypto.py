@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -25,9 +26,11 @@ from textclf.core.settings import SettingsError, load_settings
 
 DATA_KEY_ENV = "TEXTCLF_DATA_KEY"
 DATA_KEY_FILE_ENV = "TEXTCLF_DATA_KEY_FILE"
+log = logging.getLogger(__name__)
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # the GCM standard nonce; random per message (2^32 messages per key stay safe)
 TAG_BYTES = 16
+TORN_MARK = b"~torn"  # a SealedLog line that says the line before it was cut short (never base64)
 MAGIC = b"TCLF1"  # format and version of a sealed blob: MAGIC | nonce | ciphertext+tag
 
 
@@ -146,11 +149,20 @@ class SealedLog:
     def _descriptor(self) -> int:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             if os.fstat(fd).st_mode & 0o077:  # an older file, or one made by someone else's umask
                 os.fchmod(fd, 0o600)
+            self._repair_tail(fd)
             self._fd = fd
         return self._fd
+
+    def _repair_tail(self, fd: int) -> None:
+        """End a line a killed writer left unfinished, and mark it torn, so that the next record starts
+        on a line of its own and readers skip the torn one (read_sealed_lines)."""
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            log.warning("%s: its last line was cut short (a writer was killed); marked torn", self.path)
+            os.write(fd, b"\n" + TORN_MARK + b"\n")
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Seal `record` (JSON) and append it as one line; it is on disk (unbuffered) on return."""
@@ -177,18 +189,42 @@ class SealedLog:
 
 def read_sealed_log(path: Path, sealer: Sealer, aad: bytes) -> Iterator[dict[str, Any]]:
     """Yield the records of a SealedLog in order; SealedDataError names the first bad line."""
+    for _, record in read_sealed_lines(path, sealer, aad):
+        yield record
+
+
+def read_sealed_lines(
+    path: Path, sealer: Sealer, aad: bytes, *, skip_torn: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of a SealedLog in order; SealedDataError names the first bad line.
+
+    With `skip_torn`, a line a writer did not finish is skipped with a warning instead: the last line
+    when it has no newline (a write cut short, or one still in progress), or a line the log marked torn
+    when it reopened the file. Any other bad line (wrong key, tampering) still stops the read."""
     with Path(path).open("rb") as handle:
-        for number, raw in enumerate(handle, 1):
+        lines = list(enumerate(handle, 1)) if skip_torn else enumerate(handle, 1)
+        for index, (number, raw) in enumerate(lines):
             line = raw.strip()
-            if not line:
+            if not line or line == TORN_MARK:
                 continue
             try:
                 body = sealer.open(base64.urlsafe_b64decode(line), aad)
                 record = json.loads(body)
-            except SealedDataError as exc:
-                raise SealedDataError(f"{path}:{number}: {exc}") from None
-            except (binascii.Error, ValueError) as exc:
+            except (SealedDataError, binascii.Error, ValueError) as exc:
+                if skip_torn and _torn(lines, index):  # type: ignore[arg-type]
+                    log.warning("%s:%d: skipped a torn record (a write that did not finish)", path, number)
+                    continue
+                if isinstance(exc, SealedDataError):
+                    raise SealedDataError(f"{path}:{number}: {exc}") from None
                 raise SealedDataError(f"{path}:{number}: not a sealed record ({exc})") from None
             if not isinstance(record, dict):
                 raise SealedDataError(f"{path}:{number}: sealed record is not a JSON object")
-            yield record
+            yield number, record
+
+
+def _torn(lines: list[tuple[int, bytes]], index: int) -> bool:
+    """A line cut short: the file's last, without a newline, or one the log marked when it reopened."""
+    raw = lines[index][1]
+    if index == len(lines) - 1:
+        return not raw.endswith(b"\n")
+    return lines[index + 1][1].strip() == TORN_MARK

@@ -46,9 +46,15 @@ class ModelFamily(ABC):
 
     @abstractmethod
     def fit(
-        self, texts: list[str], labels: list[str], on_epoch: Callable[[EpochStats], None] | None = None
+        self,
+        texts: list[str],
+        labels: list[str],
+        on_epoch: Callable[[EpochStats], None] | None = None,
+        always_train: int = 0,
     ) -> ModelFamily:
-        """Train on the given examples and return self; `on_epoch` hears about each epoch, if any."""
+        """Train on the given examples and return self; `on_epoch` hears about each epoch, if any.
+        A family that carves its validation split keeps the last `always_train` examples (labelled
+        feedback) out of it, so the split is the same rows with or without feedback."""
 
     @abstractmethod
     def predict_proba(self, texts: list[str]) -> np.ndarray:

@@ -55,7 +55,11 @@ class LogregFamily(ModelFamily):
         return [str(c) for c in self.pipeline.classes_]
 
     def fit(
-        self, texts: list[str], labels: list[str], on_epoch: Callable[[EpochStats], None] | None = None
+        self,
+        texts: list[str],
+        labels: list[str],
+        on_epoch: Callable[[EpochStats], None] | None = None,
+        always_train: int = 0,
     ) -> LogregFamily:
         self.pipeline.fit(texts, labels)
         return self

@@ -80,6 +80,7 @@ class TorchFamily(ModelFamily):
         texts: list[str],
         labels: list[str],
         on_epoch: Callable[[EpochStats], None] | None = None,
+        always_train: int = 0,
     ) -> TorchFamily:
         p = self.hparams
         if p.threads:
@@ -97,6 +98,7 @@ class TorchFamily(ModelFamily):
             self.forward,
             on_epoch=on_epoch,
             description=self.name,
+            always_train=always_train,
         )
         return self
 

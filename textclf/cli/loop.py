@@ -1,0 +1,160 @@
+"""The retraining loop: `textclf retrain` (feedback → challenger), `textclf promote` (the gate),
+`textclf rollback` (the undo). Each is audited; none ever runs inside the server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from textclf.cli.common import ParamsOption, console, fail, load, print_json
+
+app = typer.Typer()
+
+LogsOption = typer.Option(
+    None,
+    "--feedback-dir",
+    help="The server's feedback logs (default: TEXTCLF_FEEDBACK_DIR, else HOME/feedback).",
+)
+
+
+def _settings():
+    from textclf.core.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+
+
+def _audit(action: str, **fields: object) -> None:
+    from auth.audit import record_operator_action
+
+    record_operator_action(_settings(), action, **fields)
+
+
+@app.command()
+def retrain(
+    params_file: Path = ParamsOption,
+    feedback_dir: Path | None = LogsOption,
+    status: bool = typer.Option(False, "--status", help="Show the last job's state and exit."),
+    promote_after: bool | None = typer.Option(
+        None,
+        "--promote/--no-promote",
+        help="Run the gate after a new challenger (default: params.yaml retrain.auto_promote).",
+    ),
+) -> None:
+    """Retrain the champion's family on the server's labelled feedback and register a challenger.
+
+    Feedback is decrypted in memory, checked like the training data, de-duplicated and written as a new
+    DVC version of the feedback data set (sealed unless data.feedback_plaintext). The champion alias is
+    never moved here: `textclf promote` decides. Exit 0: done or nothing to do; 1: failed; 3: busy."""
+    from textclf.loop import jobs
+    from textclf.loop.retrain import STATE_DIR, RetrainError
+    from textclf.loop.retrain import retrain as run_retrain
+
+    if status:
+        print_json(jobs.read_state(STATE_DIR))
+        return
+    params = load(params_file)
+    logs = feedback_dir.expanduser() if feedback_dir else _settings().path("feedback_dir")
+    _audit("retrain-start", feedback_dir=str(logs))
+    try:
+        result = run_retrain(params, logs_dir=logs)
+    except jobs.JobBusy as exc:
+        _audit("retrain-refused", reason=str(exc))
+        raise fail(f"{exc}: `textclf retrain --status` shows it", code=3) from None
+    except (RetrainError, OSError, ValueError) as exc:
+        _audit("retrain-failed", reason=str(exc))
+        raise fail(str(exc)) from None
+    for line in result.refused:
+        console.print(f"[yellow]not used:[/] {line}")
+    console.print(f"[green]{result.status}:[/] {result.message}")
+    _audit(
+        "retrain-done",
+        status=result.status,
+        read=result.read,
+        new=result.new,
+        data_version=result.data_version,
+        challenger=(result.challenger or {}).get("version"),
+    )
+    auto = params.retrain.auto_promote if promote_after is None else promote_after
+    if result.status == "challenger" and auto:
+        promote(params_file=params_file, dry_run=False)
+
+
+def _slice_table(decision) -> Table:
+    table = Table(title="champion vs challenger (ONNX Runtime)")
+    table.add_column("slice")
+    table.add_column("rows", justify="right")
+    for contender in (decision.champion, decision.challenger):
+        table.add_column(f"{contender.role} v{contender.version} ({contender.variant})", justify="right")
+    for name, champ in decision.champion.slices.items():
+        chal = decision.challenger.slices[name]
+        table.add_row(
+            name,
+            str(chal.rows),
+            "—" if not champ.rows else f"{champ.accuracy:.4f}",
+            "—" if not chal.rows else f"{chal.accuracy:.4f}",
+        )
+    return table
+
+
+@app.command()
+def promote(
+    params_file: Path = ParamsOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Compare and decide, but move no alias."),
+) -> None:
+    """Compare challenger and champion on the test split and the held-out feedback slice (params.yaml
+    `promotion`); promote the challenger only if it wins. Exit 0: promoted (or would be); 2: kept."""
+    from textclf.loop.gate import GateError, evaluate, log_decision
+    from textclf.loop.gate import promote as move_aliases
+
+    params = load(params_file)
+    try:
+        decision = evaluate(params)
+    except GateError as exc:
+        raise fail(str(exc)) from None
+    console.print(_slice_table(decision))
+    for note in decision.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    verdict = "promote" if decision.promote else "keep the champion"
+    for reason in decision.reasons:
+        console.print(f"[{'green' if decision.promote else 'red'}]{verdict}:[/] {reason}")
+    run_id = log_decision(params, decision, "promote-dry-run" if dry_run else "promote")
+    assert decision.champion is not None and decision.challenger is not None
+    fields = {
+        "decision": "promote" if decision.promote else "keep",
+        "champion": decision.champion.version,
+        "challenger": decision.challenger.version,
+        "reasons": decision.reasons,
+        "mlflow_run": run_id,
+        "dry_run": dry_run,
+    }
+    _audit("promote", **fields)
+    print_json({**fields, "slices": json.loads(json.dumps(decision.as_dict(), default=str))})
+    if not decision.promote:
+        raise typer.Exit(2)
+    if not dry_run:
+        move_aliases(params, decision)
+        console.print(
+            f"[green]promoted:[/] version {decision.challenger.version} is the champion; "
+            f"version {decision.champion.version} keeps the alias previous-champion (`textclf rollback`)"
+        )
+
+
+@app.command()
+def rollback(params_file: Path = ParamsOption) -> None:
+    """Move the champion alias back to the previous champion (run again to undo the rollback)."""
+    from textclf.loop.gate import GateError
+    from textclf.loop.gate import rollback as move_back
+
+    params = load(params_file)
+    try:
+        demoted, restored = move_back(params)
+    except GateError as exc:
+        raise fail(str(exc)) from None
+    _audit("rollback", demoted=demoted, restored=restored)
+    console.print(f"[green]rolled back:[/] version {restored} is the champion again (was {demoted})")
