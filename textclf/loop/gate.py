@@ -92,21 +92,21 @@ def _contender(params: Params, alias: str) -> tuple[Any, Path]:
 def evaluate(params: Params) -> Decision:
     """Score champion and challenger on every slice and apply the rule."""
     data = params.data
+    found = [(alias, *_contender(params, alias)) for alias in (tracking.CHAMPION, tracking.CHALLENGER)]
+    if not data.prepared_test.is_file():
+        raise GateError(f"no validated test split {data.prepared_test}: run `textclf validate` first")
     test = load_texts_labels(data.prepared_test, PREPARED_TEXT, PREPARED_LABEL)
     feedback = holdout_rows(data.prepared_feedback_dir, data.feedback_holdout)
-    contenders = []
-    for alias in (tracking.CHAMPION, tracking.CHALLENGER):
-        version, folder = _contender(params, alias)
-        slices = {"test": score(folder, "test", *test), "feedback": score(folder, "feedback", *feedback)}
-        contenders.append(
-            Contender(
-                alias,
-                str(version.version),
-                version.tags.get("variant", ""),
-                version.tags["bentoml_model"],
-                slices,
-            )
+    contenders = [
+        Contender(
+            alias,
+            str(version.version),
+            version.tags.get("variant", ""),
+            version.tags["bentoml_model"],
+            {"test": score(folder, "test", *test), "feedback": score(folder, "feedback", *feedback)},
         )
+        for alias, version, folder in found
+    ]
     return decide(*contenders, params)
 
 
