@@ -109,12 +109,15 @@ class AuditLog:
                 self._fd = None
 
 
-def record_operator_action(settings: Settings, action: str, client: str = "cli", **fields: Any) -> None:
-    """One audit line for an operator's command or job (its own file, audit-cli.jsonl): who, what."""
+def record_operator_action(
+    settings: Settings, action: str, client: str = "cli", log_name: str = "audit-cli", **fields: Any
+) -> None:
+    """One audit line for an operator's command, or a change a server makes to itself (its own file,
+    `log_name`.jsonl): who, what."""
     if not settings.audit:
         return
     log = AuditLog(
-        settings.path("audit_dir"), "audit-cli", False, settings.audit_max_bytes, settings.audit_backups
+        settings.path("audit_dir"), log_name, False, settings.audit_max_bytes, settings.audit_backups
     )
     try:
         log.record(event="admin", action=action, subject=getpass.getuser(), client=client, **fields)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -74,6 +75,38 @@ def wrk_binary() -> str:
     return found
 
 
+def _wrk_command(
+    url: str,
+    bodies: Path,
+    connections: int,
+    duration_s: float,
+    think_ms: float,
+    authorization: str,
+    timeout_s: float,
+) -> list[str]:
+    return [
+        wrk_binary(),
+        f"-t{max(1, min(2, connections))}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        f"--timeout={max(1, round(timeout_s))}s",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+        "--",
+        str(bodies),
+        str(think_ms),
+        authorization,
+    ]
+
+
+def _summary(returncode: int, stdout: str, stderr: str, texts_per_request: int) -> LoadResult:
+    lines = [line for line in stdout.splitlines() if line.startswith(SUMMARY_PREFIX)]
+    if returncode != 0 or not lines:
+        raise LoadError(f"wrk failed ({returncode}):\n{stdout[-2000:]}{stderr[-2000:]}")
+    return parse_summary(lines[-1].removeprefix(SUMMARY_PREFIX), texts_per_request)
+
+
 def run_wrk(
     url: str,
     bodies: Path,
@@ -86,28 +119,29 @@ def run_wrk(
     timeout_s: float = 30.0,
 ) -> LoadResult:
     """Load `url` with POSTs of the bodies in `bodies` and return what wrk measured."""
-    threads = max(1, min(2, connections))
-    command = [
-        wrk_binary(),
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{max(1, round(duration_s))}s",
-        f"--timeout={max(1, round(timeout_s))}s",
-        "-s",
-        str(WRK_SCRIPT),
-        url,
-        "--",
-        str(bodies),
-        str(think_ms),
-        authorization,
-    ]
+    command = _wrk_command(url, bodies, connections, duration_s, think_ms, authorization, timeout_s)
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=duration_s + timeout_s + 30, check=False
     )
-    lines = [line for line in done.stdout.splitlines() if line.startswith(SUMMARY_PREFIX)]
-    if done.returncode != 0 or not lines:
-        raise LoadError(f"wrk failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return parse_summary(lines[-1].removeprefix(SUMMARY_PREFIX), texts_per_request)
+    return _summary(done.returncode, done.stdout, done.stderr, texts_per_request)
+
+
+class WrkRun:
+    """wrk loading `url` until `stop()` (at most `limit_s`): for load through an event that takes as long
+    as it takes, e.g. a model switch. wrk stops on SIGINT and still reports everything it counted."""
+
+    def __init__(
+        self, url: str, bodies: Path, *, texts_per_request: int, connections: int, limit_s: float = 600.0
+    ):
+        self.texts_per_request = texts_per_request
+        command = _wrk_command(url, bodies, connections, limit_s, 0.0, "", 30.0)
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def stop(self) -> LoadResult:
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)
+        stdout, stderr = self._process.communicate(timeout=60)
+        return _summary(self._process.returncode, stdout, stderr, self.texts_per_request)
 
 
 def parse_summary(text: str, texts_per_request: int) -> LoadResult:

@@ -206,7 +206,7 @@ class Bench:
         url = f"http://127.0.0.1:{port}"
         argv = [str(Path(sys.executable).with_name("bentoml")), "serve", c.bento]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
-        env = {"TEXTCLF_MODEL": c.model_tag, **env}
+        env = {"TEXTCLF_MODEL": c.model_tag, "TEXTCLF_FOLLOW": "false", **env}  # no shadow lane
         with running(argv, f"{url}/readyz", c.workdir / f"{name}.log", env=env, cwd=ROOT) as process:
             self._pids[f"{url}/classify"] = process.pid
             yield f"{url}/classify"

@@ -1,6 +1,8 @@
-"""Which model the service serves when TEXTCLF_MODEL is not set, so that `bentoml serve textclf:latest`
-and `bentoml serve` in the project root start what `make run` starts: the model the Bento was built with
-(its bento.yaml), or from a source checkout the pipeline's champion (artifacts/bento/champion.json)."""
+"""Which model the service serves when TEXTCLF_MODEL is not set: the champion the served-model file names
+(`textclf promote` writes it) when the server follows it, else what `make run` starts, so that
+`bentoml serve textclf:latest` and `bentoml serve` in the project root agree: the model the Bento was
+built with (its bento.yaml), or from a source checkout the pipeline's champion
+(artifacts/bento/champion.json)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,9 @@ from pathlib import Path
 
 import yaml
 
+from textclf.core.served_model import read_served_model
+from textclf.core.settings import Settings
+
 BENTO_INFO = "bento.yaml"
 CHAMPION_RECORD = Path("artifacts") / "bento" / "champion.json"
 STORE_PREFIX = "textclf-"
@@ -16,6 +21,14 @@ STORE_PREFIX = "textclf-"
 
 class NoModelError(RuntimeError):
     """Nothing says which model to serve."""
+
+
+def followed_champion(settings: Settings) -> str | None:
+    """The champion the served-model file names, when this server follows it and the file exists."""
+    if not settings.follow:
+        return None
+    found = read_served_model(settings.served_model_path)
+    return found.champion if found is not None else None
 
 
 def default_model(service_file: Path) -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from auth.audit import record_operator_action, worker_tag
 from auth.keys import KeyRingError
 from auth.middleware import AuthMiddleware
 from auth.oauth import TOKEN_OPENAPI
@@ -17,7 +20,8 @@ from bentos.batcher import GreedyBatcher, Overloaded
 from bentos.config import SETTINGS
 from bentos.feedback import FeedbackStore
 from bentos.front import FrontDoor, HotRoute, json_error
-from bentos.model_choice import NoModelError, default_model
+from bentos.lifecycle import Lifecycle, wait_released
+from bentos.model_choice import NoModelError, default_model, followed_champion
 from bentos.schemas import (
     ClassifyInput,
     ClassifyOutput,
@@ -30,12 +34,16 @@ from bentos.schemas import (
     parse_classify,
 )
 from bentos.security import admin_status, auth_config
+from bentos.served import ModelRefused, Served, load_served, verify_model
 from monitoring.http_metrics import HttpMetrics, metrics_page
 from monitoring.model_metrics import ModelMetrics
-from textclf.core.contract import check_model_folder
 from textclf.core.crypto import load_data_key
 from textclf.core.offline import go_offline
-from textclf.core.runtime import OnnxClassifier, Timings
+from textclf.core.runtime import Timings
+from textclf.core.served_model import ServedModelError
+
+if TYPE_CHECKING:  # whylogs loads only where profiles are on
+    from monitoring.profiler import DriftWatcher, Profiler
 
 go_offline()
 AUTH = auth_config(SETTINGS)
@@ -44,9 +52,9 @@ NO_HEADERS = ()
 # `POST /classify` answered by the front door itself (bentos.front), once this worker's instance binds it
 CLASSIFY = HotRoute()
 
-try:  # TEXTCLF_MODEL, else the model this Bento was built with (from the source tree: the champion)
-    MODEL_TAG = SETTINGS.model or default_model(Path(__file__))
-except NoModelError as exc:
+try:  # TEXTCLF_MODEL, else the followed champion, else the model this Bento was built with
+    MODEL_TAG = SETTINGS.model or followed_champion(SETTINGS) or default_model(Path(__file__))
+except (NoModelError, ServedModelError) as exc:
     raise SystemExit(f"textclf: cannot start: {exc}") from None
 
 info_app = FastAPI(title="textclf model info", docs_url=None, redoc_url=None, openapi_url=None)
@@ -74,59 +82,44 @@ class TextClassifier:
         try:
             AUTH.check()
             load_data_key()  # a malformed data key stops it too, even with a plain model
-            check_model_folder(TextClassifier.inner.bento_model.resolve().path)
-        except (KeyRingError, ValueError) as exc:  # ours name the problem (key ring, data key, model)
+            model = TextClassifier.inner.bento_model.resolve()
+            verify_model(str(model.tag), Path(model.path))
+        except (KeyRingError, ValueError, ModelRefused) as exc:  # ours name the problem
             raise SystemExit(f"textclf: cannot start: {exc}") from None
 
     def __init__(self) -> None:
-        self.classifier = OnnxClassifier(
-            self.bento_model.path,
-            threads=SETTINGS.ort_threads,
-            sub_batch=SETTINGS.sub_batch,
-            call_cost_tokens=SETTINGS.call_cost_tokens,
-        )
-        meta = self.classifier.metadata
-        self.info = ModelInfo(
-            name=str(self.bento_model.tag.name),
-            version=str(self.bento_model.tag.version),
-            family=meta.family,
-            precision=meta.precision,
-            labels=len(self.classifier.labels),
-            metrics=meta.metrics,
-            data_sha256=meta.data_sha256,
-            mlflow_run_id=meta.mlflow_run_id,
-            registered_version=meta.registered_version,
-        )
+        served = load_served(str(self.bento_model.tag), Path(self.bento_model.path))
+        self.info = served.info
+        labels = served.classifier.labels
         # BentoML resolves the API method on every request, re-reading its signature each time; the
         # bound method, computed once, shadows that (the descriptor has no __set__).
         self.classify = type(self).classify.__get__(self, type(self))
-        self.feedback_store = FeedbackStore(SETTINGS.path("feedback_dir"), labels=self.classifier.labels)
+        self.feedback_store = FeedbackStore(SETTINGS.path("feedback_dir"), labels=labels)
         self.metrics = (
             ModelMetrics(
-                self.classifier.labels,
+                labels,
                 name=self.info.name,
                 version=self.info.version,
-                family=meta.family,
-                precision=meta.precision,
+                family=self.info.family,
+                precision=self.info.precision,
                 low_confidence=SETTINGS.low_confidence,
             ).start()
             if SETTINGS.metrics
             else None
         )
-        self.profiler, self.drift_watcher = None, None
-        if SETTINGS.profiles:
-            # whylogs and pandas load only where profiles are on (the Bento's import stays lean)
-            from monitoring.profiler import start_monitoring
-
-            self.profiler, self.drift_watcher = start_monitoring(
-                SETTINGS,
-                labels=self.classifier.labels,
-                stats=self.classifier.input_stats,
-                model_folder=self.bento_model.path,
-                model_version=self.info.version,
-                metrics=self.metrics,
-                drift_checks=bentoml.server_context.worker_index in (None, 1),  # one worker checks
-            )
+        self.state = self._monitored(served)
+        self.lifecycle: Lifecycle | None = None
+        if SETTINGS.follow:
+            self.lifecycle = Lifecycle(
+                SETTINGS.served_model_path,
+                champion=served,
+                pinned=SETTINGS.model is not None,
+                every_s=SETTINGS.reload_check_s,
+                shadow_fraction=SETTINGS.shadow_fraction,
+                shadow_queue=SETTINGS.shadow_queue,
+                on_switch=self._switch,
+                audit=_audit_model_change,
+            ).start()
         self.batcher: GreedyBatcher[Query, dict] = GreedyBatcher(
             self._predict,
             lanes=SETTINGS.model_lanes,
@@ -137,13 +130,53 @@ class TextClassifier:
         if SETTINGS.batcher == "textclf" and SETTINGS.classify_route == "front":
             CLASSIFY.bind(self._answer_classify)
 
+    def _monitored(self, served: Served) -> Serving:
+        """A model with its own profiler and drift check (profiles and references are per model)."""
+        if not SETTINGS.profiles:
+            return Serving(served, None, None)
+        # whylogs and pandas load only where profiles are on (the Bento's import stays lean)
+        from monitoring.profiler import start_monitoring
+
+        profiler, watcher = start_monitoring(
+            SETTINGS,
+            labels=served.classifier.labels,
+            stats=served.classifier.input_stats,
+            model_folder=served.folder,
+            model_version=served.info.version,
+            metrics=self.metrics,
+            drift_checks=bentoml.server_context.worker_index in (None, 1),  # one worker checks
+        )
+        return Serving(served, profiler, watcher)
+
+    def _switch(self, new: Served) -> None:
+        """Serve `new` from the next batch on (bentos.lifecycle calls this off the request path)."""
+        old, state = self.state, self._monitored(new)
+        self.state, self.info = state, new.info  # one assignment each: lanes read `state` per batch
+        if self.metrics is not None:
+            previous = old.served.info
+            self.metrics.set_model(
+                name=new.info.name,
+                version=new.info.version,
+                family=new.info.family,
+                precision=new.info.precision,
+                previous={
+                    "name": previous.name,
+                    "version": previous.version,
+                    "family": previous.family,
+                    "precision": previous.precision,
+                },
+            )
+        old.stop()
+        gone = weakref.ref(old.served.classifier)
+        del old
+        wait_released(gone)
+
     @bentoml.on_shutdown
     def stop_lanes(self) -> None:
         self.batcher.close()
-        if self.drift_watcher is not None:
-            self.drift_watcher.stop()
-        if self.profiler is not None:
-            self.profiler.stop()  # writes the interval so far
+        if self.lifecycle is not None:
+            self.lifecycle.stop()
+        self.state.stop()
         if self.metrics is not None:
             self.metrics.stop()
 
@@ -183,17 +216,22 @@ class TextClassifier:
             return 503, json_error(_overloaded(exc)), RETRY_LATER
 
     def _predict(self, queries: list[Query]) -> list[dict]:
-        """One batch, run in a model lane: probabilities, notes for the metrics and the profiler (both
-        only append here; their threads do the work), then the answer for each text."""
+        """One batch, run in a model lane: probabilities, notes for the metrics, the profiler and the
+        shadow lane (all only append here; their threads do the work), then each text's answer."""
+        state = self.state  # the model of this whole batch, even if a switch happens meanwhile
+        classifier = state.served.classifier
         texts = [q.text for q in queries]
         timings = Timings()
-        probs, encodings = self.classifier.predict(texts, timings)
+        probs, encodings = classifier.predict(texts, timings)
         if self.metrics is not None:
             self.metrics.note_batch(texts, probs, encodings, timings.tokenize_s, timings.inference_s)
-        if self.profiler is not None:
-            self.profiler.offer(texts, probs, encodings)
+        if state.profiler is not None:
+            state.profiler.offer(texts, probs, encodings)
         widest = max((q.top_k or 1) for q in queries)
-        ranked = self.classifier.top_k(probs, widest)
+        ranked = classifier.top_k(probs, widest)
+        shadow = self.lifecycle.shadow if self.lifecycle is not None else None
+        if shadow is not None:
+            shadow.offer(texts, [best[0].label for best in ranked])
         return [
             {
                 "label": best[0].label,
@@ -214,6 +252,11 @@ class TextClassifier:
             return JSONResponse({"error": message}, status_code=status)  # type: ignore[return-value]
         if self.metrics is not None:  # live accuracy: counted once stored, never before
             self.metrics.count_feedback([(item.label, item.predicted) for item in items])
+        shadow = self.lifecycle.shadow if self.lifecycle is not None else None
+        if shadow is not None:  # both models on the same labelled texts, off this request's path
+            shadow.offer_feedback(
+                [item.text for item in items], [item.label for item in items], self.state.served.classifier
+            )
         return FeedbackReceipt(accepted=len(items))
 
     @info_app.get("/admin/status")
@@ -260,6 +303,25 @@ TextClassifier.add_asgi_middleware(
     max_body_bytes=SETTINGS.max_body_bytes,
     hot_route=CLASSIFY,
 )
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The served model with the monitoring that belongs to it."""
+
+    served: Served
+    profiler: Profiler | None
+    drift_watcher: DriftWatcher | None
+
+    def stop(self) -> None:
+        if self.drift_watcher is not None:
+            self.drift_watcher.stop()
+        if self.profiler is not None:
+            self.profiler.stop()  # writes the interval so far
+
+
+def _audit_model_change(**fields: Any) -> None:
+    record_operator_action(SETTINGS, client="server", log_name=f"audit-model-{worker_tag()}", **fields)
 
 
 def _overloaded(exc: Overloaded) -> str:

@@ -11,7 +11,6 @@ options, a vocabulary) lives in converters.exporters; this module does what ever
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import replace
@@ -29,6 +28,7 @@ from textclf.core.contract import (
     TOKENIZER_FILE,
     ModelMetadata,
     check_exported_folder,
+    model_version,
     read_model_folder,
     write_metadata,
     write_model_folder,
@@ -42,16 +42,6 @@ from training.params import Params
 from training.splits import Examples, validation_examples
 from training.train import RUN_FILE
 from training.validate import PREPARED_LABEL, PREPARED_TEXT
-
-
-def model_version(onnx_bytes: bytes, temperature: float = 1.0) -> str:
-    """A model's version: a hash of what its served probabilities depend on, the ONNX bytes and the
-    temperature (uncalibrated: the ONNX bytes alone). Same model, same version; a new calibration of
-    the same graph is a new version, so the store and the Bento never keep a stale one."""
-    digest = hashlib.sha256(onnx_bytes)
-    if temperature != 1.0:
-        digest.update(f"\ntemperature={temperature!r}".encode())
-    return digest.hexdigest()[:16]
 
 
 def _write_variant(

@@ -213,6 +213,14 @@ class ModelMetrics:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def set_model(
+        self, *, name: str, version: str, family: str, precision: str, previous: dict[str, str]
+    ) -> None:
+        """The served model changed: its info series at 1, the previous one's at 0 (max over workers: 1
+        while any worker still serves it)."""
+        MODEL_INFO.labels(**previous).set(0)
+        MODEL_INFO.labels(name=name, version=version, family=family, precision=precision).set(1)
+
     # -- the model lanes' side: append only
     def note_queue_wait(self, waits_s: Sequence[float]) -> None:
         """How long each request of a batch waited for its lane (the batcher's `on_batch` hook)."""

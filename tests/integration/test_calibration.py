@@ -18,7 +18,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from converters.calibration import fit_temperature
-from converters.export import model_version
 from converters.store import store_tag
 from monitoring.profiles import read_reference, view_from_bytes
 from tests.conftest import REPO, TINY_EXPORT, Workspace, make_workspace
@@ -31,6 +30,7 @@ from textclf.core.contract import (
     REFERENCE_FILE,
     VOCABULARY_FILE,
     check_exported_folder,
+    model_version,
 )
 from textclf.core.crypto import DATA_KEY_ENV, DATA_KEY_FILE_ENV, decode_data_key, new_data_key
 from textclf.core.features import FEATURES

@@ -35,6 +35,7 @@ def _env(project: Path, key: str) -> dict[str, str]:
         "PATH": f"{Path(bin_path('dvc')).parent}:{os.environ['PATH']}",
         "TEXTCLF_DATA_KEY": key,
         "TEXTCLF_AUDIT_DIR": str(project / "audit"),
+        "TEXTCLF_SERVED_MODEL_FILE": str(project / "served-model.json"),
         "GIT_AUTHOR_NAME": "t",
         "GIT_AUTHOR_EMAIL": "t@example.com",
         "GIT_COMMITTER_NAME": "t",
@@ -80,6 +81,10 @@ class Project:
 
     def version(self, alias: str) -> str:
         return str(self.alias(alias).version)
+
+    def served(self) -> dict:
+        """What following servers are told to serve (textclf.core.served_model)."""
+        return json.loads((self.root / "served-model.json").read_text())
 
     def state(self) -> dict:
         return json.loads(self.textclf("retrain", "--status").stdout)
@@ -160,6 +165,8 @@ def test_feedback_becomes_a_dvc_data_version_and_a_challenger(project: Project) 
         "textclf-logreg:"
     )
     assert challenger.tags["data_sha256"] != champion.tags["data_sha256"]  # new training data
+    assert project.served()["champion"] == champion.tags["bentoml_model"]
+    assert project.served()["challenger"] == challenger.tags["bentoml_model"]  # shadowed by servers
 
     data = json.loads((project.root / "reports/data.json").read_text())
     assert data["feedback_rows"] == len(shifted)
@@ -204,6 +211,13 @@ def test_the_gate_keeps_a_challenger_that_is_not_better_and_promotes_one_that_is
     assert slices["challenger"]["slices"]["feedback"]["rows"] > 0  # the held-out feedback was compared
     assert project.version("champion") == challenger
     assert project.version("previous-champion") == champion
+    promoted_tag = project.alias("champion").tags["bentoml_model"]
+    assert project.served() | {"updated": 0} == {
+        "champion": promoted_tag,
+        "challenger": None,
+        "updated": 0,
+        "by": "textclf promote",
+    }
     audit = (project.root / "audit" / "audit-cli.jsonl").read_text()
     assert '"action":"promote"' in audit and '"decision":"promote"' in audit
     runs = MlflowClient().search_runs(
@@ -215,6 +229,7 @@ def test_the_gate_keeps_a_challenger_that_is_not_better_and_promotes_one_that_is
     assert back.returncode == 0, back.stderr
     assert project.version("champion") == champion
     assert project.version("previous-champion") == challenger
+    assert project.served()["champion"] == project.alias("champion").tags["bentoml_model"] != promoted_tag
 
 
 def test_a_killed_job_leaves_the_champion_and_the_next_run_finishes(project: Project) -> None:

@@ -29,6 +29,16 @@ def _settings():
         raise fail(str(exc)) from None
 
 
+def _serve(champion: str, challenger: str | None, by: str) -> None:
+    """Tell following servers (textclf.core.served_model) what to serve and shadow."""
+    from textclf.core.served_model import write_served_model
+
+    path = _settings().served_model_path
+    write_served_model(path, champion, challenger, by)
+    shadowed = f", shadowing {challenger}" if challenger else ""
+    console.print(f"servers following {path} now serve {champion}{shadowed}")
+
+
 def _audit(action: str, **fields: object) -> None:
     from auth.audit import record_operator_action
 
@@ -71,6 +81,8 @@ def retrain(
         raise fail(str(exc)) from None
     for line in result.refused:
         console.print(f"[yellow]not used:[/] {line}")
+    if result.challenger is not None:
+        _serve(result.challenger["champion_tag"], result.challenger["model_tag"], "textclf retrain")
     console.print(f"[green]{result.status}:[/] {result.message}")
     _audit(
         "retrain-done",
@@ -139,6 +151,7 @@ def promote(
         raise typer.Exit(2)
     if not dry_run:
         move_aliases(params, decision)
+        _serve(decision.challenger.model_tag, None, "textclf promote")
         console.print(
             f"[green]promoted:[/] version {decision.challenger.version} is the champion; "
             f"version {decision.champion.version} keeps the alias previous-champion (`textclf rollback`)"
@@ -153,8 +166,9 @@ def rollback(params_file: Path = ParamsOption) -> None:
 
     params = load(params_file)
     try:
-        demoted, restored = move_back(params)
+        demoted, restored, tag = move_back(params)
     except GateError as exc:
         raise fail(str(exc)) from None
+    _serve(tag, None, "textclf rollback")
     _audit("rollback", demoted=demoted, restored=restored)
     console.print(f"[green]rolled back:[/] version {restored} is the champion again (was {demoted})")

@@ -9,6 +9,7 @@ through textclf.core.artifacts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -59,6 +60,17 @@ class ModelMetadata:
         """Its BentoML model store tag, `textclf-<variant>:<version>` (version: a hash of the ONNX bytes
         and the temperature: what the served probabilities depend on)."""
         return f"{self.variant.store_name}:{self.version}"
+
+
+def model_version(onnx_bytes: bytes, temperature: float = 1.0) -> str:
+    """A model's version: a hash of what its served probabilities depend on, the ONNX bytes and the
+    temperature (uncalibrated: the ONNX bytes alone). Same model, same version; a new calibration of
+    the same graph is a new version, so the store and the Bento never keep a stale one. The server
+    recomputes it before it switches to a new model: a file changed since the export is refused."""
+    digest = hashlib.sha256(onnx_bytes)
+    if temperature != 1.0:
+        digest.update(f"\ntemperature={temperature!r}".encode())
+    return digest.hexdigest()[:16]
 
 
 def write_model_folder(folder: Path, onnx_bytes: bytes, labels: list[str], metadata: ModelMetadata) -> None:

@@ -98,6 +98,29 @@ class Settings(BaseModel):
         lt=1,
         description="false-alarm rate of one drift check, over all features (Holm-corrected)",
     )
+    # -- the model lifecycle
+    follow: bool = Field(
+        True,
+        description="without TEXTCLF_MODEL: serve the champion the served-model file names and switch, "
+        "without a restart, when `textclf promote` or `rollback` changes it",
+    )
+    served_model_file: str | None = Field(
+        None,
+        description="the served-model file (champion and challenger tags) the CLI writes and the server "
+        "follows (default HOME/served-model.json)",
+    )
+    reload_check_s: float = Field(
+        2.0, ge=0, description="how often each worker looks at the served-model file; 0 = never"
+    )
+    shadow_fraction: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="share of live texts also run on the challenger, off the response path (0 = no shadow)",
+    )
+    shadow_queue: int = Field(
+        64, ge=1, description="batches waiting for the shadow lane; past it texts are skipped and counted"
+    )
     # -- security
     auth: bool = Field(True, description="require OAuth2 bearer tokens (JWT); false only behind another gate")
     home: str = Field(
@@ -155,6 +178,13 @@ class Settings(BaseModel):
         if value is None:
             return self.path("home") / name.removesuffix("_dir")
         return Path(value).expanduser()
+
+    @property
+    def served_model_path(self) -> Path:
+        """The served-model file the CLI writes and servers follow."""
+        if self.served_model_file is not None:
+            return Path(self.served_model_file).expanduser()
+        return self.path("home") / "served-model.json"
 
     @property
     def default_data_key_file(self) -> Path:

@@ -201,9 +201,9 @@ def promote(params: Params, decision: Decision) -> None:
     tracking.delete_alias(name, tracking.CHALLENGER)
 
 
-def rollback(params: Params) -> tuple[str, str]:
+def rollback(params: Params) -> tuple[str, str, str]:
     """`champion` back to `previous-champion`, which then names the demoted one (a second rollback
-    undoes the first). Returns (demoted version, restored version)."""
+    undoes the first). Returns (demoted version, restored version, its BentoML store tag)."""
     name = params.registry.model_name
     previous = tracking.version_by_alias(name, tracking.PREVIOUS_CHAMPION)
     current = tracking.version_by_alias(name, tracking.CHAMPION)
@@ -211,4 +211,4 @@ def rollback(params: Params) -> tuple[str, str]:
         raise GateError("nothing to roll back to: no previous-champion alias (nothing was promoted yet)")
     tracking.set_alias(name, tracking.PREVIOUS_CHAMPION, str(current.version))
     tracking.set_alias(name, tracking.CHAMPION, str(previous.version))
-    return str(current.version), str(previous.version)
+    return str(current.version), str(previous.version), previous.tags.get("bentoml_model", "")

@@ -145,7 +145,7 @@ def retrain(
 
 
 def _retrain(params: Params, logs_dir: Path, state_dir: Path, run: Runner) -> RetrainResult:
-    champion, _ = champion_of(params)
+    champion, champion_version = champion_of(params)
     labels, train, test = _training_data(params)
     try:
         key = load_data_key()
@@ -187,6 +187,7 @@ def _retrain(params: Params, logs_dir: Path, state_dir: Path, run: Runner) -> Re
     if run([_tool("dvc"), "repro", target]) != 0:
         raise RetrainError(f"`dvc repro {target}` failed (its output is above); the champion is unchanged")
     result.challenger = register_challenger(params, Variant(champion.family, champion.precision), version)
+    result.challenger["champion_tag"] = champion_version.tags.get("bentoml_model", "")
     jobs.write_state(state_dir, trained_data_version=version)
     if params.retrain.git_commit:
         _commit([Path("dvc.lock")], f"textclf retrain: {champion.family} on feedback data {version}", run)

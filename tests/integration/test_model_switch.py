@@ -1,0 +1,199 @@
+"""A running `bentoml serve` (2 workers) follows the served-model file under a real wrk load: a challenger
+is shadowed (agreement, confidence and feedback accuracy of both models exported), the champion switches
+without a restart, a tampered model is refused while the old one keeps serving, and through all of it wrk
+sees only 200s and no connection error. Resident memory is measured across repeated switches."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import bentoml
+import httpx
+import psutil
+import pytest
+
+from bench.load import WrkRun, write_bodies
+from converters.store import save_to_store
+from tests.conftest import SECURITY_OFF, Workspace, run_pipeline
+from tests.helpers import bentoml_serve, tiny_rows, wait_for
+from tests.integration.test_monitoring_server import samples
+from textclf.core.crypto import new_data_key
+from textclf.core.served_model import write_served_model
+
+pytestmark = pytest.mark.integration
+WAIT_S = 60
+
+
+@dataclass(frozen=True)
+class Models:
+    first: str  # the built Bento's model
+    second: str  # the same labels, trained with other settings: another version
+    tampered: str  # the second's files stored under a version its ONNX bytes do not hash to
+
+
+@pytest.fixture(scope="module")
+def models(built_bento: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Models:
+    ws: Workspace = run_pipeline(tmp_path_factory.mktemp("second"), "logreg", logreg={"C": 0.3})
+    second = save_to_store(ws.onnx_dir("logreg"))
+    assert second != built_bento["model"]
+    tampered = bentoml.Tag.from_taglike(f"{second.split(':')[0]}:0123456789abcdef")
+    with contextlib.suppress(bentoml.exceptions.NotFound):
+        bentoml.models.delete(tampered)
+    with bentoml.models.create(tampered, labels={"family": "logreg"}) as model:
+        for item in Path(bentoml.models.get(second).path).iterdir():
+            if item.is_file() and item.name != "model.yaml":
+                shutil.copy2(item, Path(model.path) / item.name)
+    return Models(built_bento["model"], second, str(tampered))
+
+
+@dataclass(frozen=True)
+class Following:
+    url: str
+    file: Path
+    audit: Path
+    port: int
+
+
+@pytest.fixture(scope="module")
+def following(
+    built_bento: dict[str, str], models: Models, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Following]:
+    root = tmp_path_factory.mktemp("following")
+    file = root / "served-model.json"
+    write_served_model(file, models.first, None, "test")
+    env = {
+        **SECURITY_OFF,
+        "TEXTCLF_AUDIT": "true",  # the model changes are audited
+        "TEXTCLF_AUDIT_DIR": str(root / "audit"),
+        "TEXTCLF_AUDIT_STDOUT": "false",
+        "TEXTCLF_SERVED_MODEL_FILE": str(file),
+        "TEXTCLF_RELOAD_CHECK_S": "0.2",
+        "TEXTCLF_SHADOW_FRACTION": "1.0",
+        "TEXTCLF_WORKERS": "2",
+        "TEXTCLF_FEEDBACK_DIR": str(root / "feedback"),
+        "TEXTCLF_DATA_KEY": new_data_key(),
+        "TEXTCLF_PROFILES_DIR": str(root / "profiles"),
+    }
+    with bentoml_serve(built_bento["bento"], env, cwd=root) as url:  # no TEXTCLF_MODEL: it follows
+        yield Following(url, file, root / "audit", int(url.rsplit(":", 1)[1]))
+
+
+def _info(url: str) -> dict[str, float]:
+    """textclf_model_info by version (max over workers: 1 while any worker serves it)."""
+    return {dict(k)["version"]: v for k, v in samples(url).get("textclf_model_info", {}).items()}
+
+
+def _count(url: str, name: str, **labels: str) -> float:
+    return sum(v for k, v in samples(url).get(name, {}).items() if labels.items() <= dict(k).items())
+
+
+def _workers_rss_mb(port: int) -> list[float]:
+    """Resident memory of the server's worker processes (children of `bentoml serve` on `port`)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "serve" in cmdline and "--port" in cmdline and str(port) in cmdline:
+            children = proc.children(recursive=True)
+            return sorted(child.memory_info().rss / 2**20 for child in children)
+    raise AssertionError(f"no bentoml serve process on port {port}")
+
+
+def _audit_actions(folder: Path) -> list[dict]:
+    return [
+        json.loads(line)
+        for path in folder.glob("audit-model-*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+
+
+def test_shadow_switch_refusal_and_rollback_under_load(
+    following: Following, models: Models, tmp_path: Path
+) -> None:
+    first, second = (tag.split(":")[1] for tag in (models.first, models.second))
+    assert httpx.get(f"{following.url}/model").json()["version"] == first
+    bodies = write_bodies([text for text, _ in tiny_rows(20, seed=11)], 1, tmp_path / "bodies.jsonl")
+    load = WrkRun(f"{following.url}/classify", bodies, texts_per_request=1, connections=16)
+    try:
+        # a challenger: mirrored live texts and feedback run on both models
+        write_served_model(following.file, models.first, models.second, "test")
+        wait_for(
+            lambda: _count(following.url, "textclf_shadow_model_info", version=second) == 1, WAIT_S, "shadow"
+        )
+        wait_for(
+            lambda: (
+                _count(following.url, "textclf_shadow_texts_total", outcome="agree")
+                + _count(following.url, "textclf_shadow_texts_total", outcome="disagree")
+                > 0
+            ),
+            WAIT_S,
+            "mirrored texts",
+        )
+        rows = tiny_rows(2, seed=12)
+        items = [{"text": text, "label": label} for text, label in rows]
+        assert httpx.post(f"{following.url}/feedback", json={"items": items}).status_code == 200
+        wait_for(
+            lambda: all(
+                _count(following.url, "textclf_shadow_feedback_total", model=model) == len(rows)
+                for model in ("champion", "challenger")
+            ),
+            WAIT_S,
+            "feedback run on both models",
+        )
+        rss = [_workers_rss_mb(following.port)]
+
+        # promotion: both workers switch, the old version's info series drops to 0
+        write_served_model(following.file, models.second, None, "test")
+        wait_for(
+            lambda: _info(following.url).get(second) == 1 and _info(following.url).get(first) == 0,
+            WAIT_S,
+            "switch",
+        )
+        assert httpx.get(f"{following.url}/model").json()["version"] == second
+        wait_for(
+            lambda: _count(following.url, "textclf_shadow_model_info", version=second) == 0,
+            WAIT_S,
+            "no shadow",
+        )
+
+        # a tampered model is refused by every worker; the champion keeps serving
+        write_served_model(following.file, models.tampered, None, "test")
+        wait_for(
+            lambda: _count(following.url, "textclf_model_switches_total", outcome="refused") == 2,
+            WAIT_S,
+            "refusals",
+        )
+        assert _info(following.url).get(second) == 1
+        assert httpx.get(f"{following.url}/model").json()["version"] == second
+        refused = [a for a in _audit_actions(following.audit) if a["action"] == "model-refused"]
+        assert len(refused) == 2 and "changed since it was exported" in refused[0]["reason"]
+
+        # back and forth: memory does not grow with each switch (the old model is released)
+        for tag, version in [(models.first, first), (models.second, second)] * 3:
+            write_served_model(following.file, tag, None, "test")
+            wait_for(
+                lambda v=version: (
+                    _info(following.url).get(v) == 1
+                    and httpx.get(f"{following.url}/model").json()["version"] == v
+                ),
+                WAIT_S,
+                f"switch to {version}",
+            )
+            wait_for(
+                lambda: _count(following.url, "textclf_model_switches_total", outcome="switched") % 2 == 0,
+                WAIT_S,
+                "both workers",
+            )
+            rss.append(_workers_rss_mb(following.port))
+    finally:
+        result = load.stop()
+    assert result.requests > 0 and result.errors == 0, result
+    assert set(result.statuses) == {"200"} and sum(result.socket_errors.values()) == 0, result
+    growth = [after - before for before, after in zip(rss[1], rss[-1], strict=True)]
+    print(f"worker RSS (MB) after each switch: {rss}")
+    assert max(growth) < 50, rss
+    switched = [a for a in _audit_actions(following.audit) if a["action"] == "model-switched"]
+    assert len(switched) == 2 * 7 and {a["model"] for a in switched} == {models.first, models.second}
