@@ -188,7 +188,8 @@ class LoopbackHub:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.path == "/alerts":
                     with hub._lock:
-                        hub.notifications.append(json.loads(body))
+                        note = json.loads(body)
+                        hub.notifications.append({**note, "authorization": self.headers.get("Authorization")})
                 self.send_response(200 if self.path == "/alerts" else 404)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -213,7 +214,12 @@ class LoopbackHub:
         """Every alert of every notification so far, with its notification's receiver and status."""
         with self._lock:
             return [
-                {**alert, "receiver": note["receiver"], "notification_status": note["status"]}
+                {
+                    **alert,
+                    "receiver": note["receiver"],
+                    "notification_status": note["status"],
+                    "authorization": note["authorization"],
+                }
                 for note in self.notifications
                 for alert in note["alerts"]
             ]
@@ -303,12 +309,15 @@ def _fast_alert_rules(path: Path) -> Path:
     return path
 
 
-def _fast_alertmanager_config(webhook_url: str) -> dict[str, Any]:
-    """The real Alertmanager config with its webhook pointed at the test and group waits of a second."""
+def _fast_alertmanager_config(webhook_url: str, secret_file: Path) -> dict[str, Any]:
+    """The real Alertmanager config with its webhook pointed at the test (its credential read from
+    `secret_file`) and group waits of a second."""
     config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
     hooks = [hook for r in config["receivers"] for hook in r.get("webhook_configs", [])]
     assert [hook["url"] for hook in hooks] == [RETRAIN_WEBHOOK]
     hooks[0]["url"] = webhook_url
+    assert hooks[0]["http_config"]["authorization"]["type"] == "Bearer"
+    hooks[0]["http_config"]["authorization"]["credentials_file"] = str(secret_file)
     routes = [config["route"], *config["route"]["routes"]]
     for route in routes:
         route.update(group_wait="1s", group_interval="1s")
@@ -325,7 +334,9 @@ def test_a_drift_alert_goes_from_prometheus_through_alertmanager_to_the_webhook(
     tool("prometheus")  # skip (or fail) before starting anything
     tool("alertmanager", "prometheus-alertmanager")
     with LoopbackHub(DRIFTED_PAGE) as hub:
-        config = _fast_alertmanager_config(f"http://{hub.address}/alerts")
+        secret = tmp_path / "webhook.secret"
+        secret.write_text("a-webhook-secret-for-this-test\n")
+        config = _fast_alertmanager_config(f"http://{hub.address}/alerts", secret)
         with alertmanager_on(tmp_path, config) as am_address:
             targets = {"textclf": [f"127.0.0.1:{free_port()}"], "textclf-canary": [hub.address]}
             rules = [RECORDING_RULES, _fast_alert_rules(tmp_path / "alerts.yml")]
@@ -344,6 +355,7 @@ def test_a_drift_alert_goes_from_prometheus_through_alertmanager_to_the_webhook(
         assert {"TextclfDriftDetected", "TextclfWorkerDown"} <= firing
     alert = received[0]
     assert alert["receiver"] == "retrain-webhook"
+    assert alert["authorization"] == "Bearer a-webhook-secret-for-this-test"  # what the receiver checks
     assert alert["status"] == alert["notification_status"] == "firing"
     assert alert["labels"] == {
         "alertname": "TextclfDriftDetected",

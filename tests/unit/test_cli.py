@@ -56,6 +56,7 @@ CASES: dict[tuple[str, ...], tuple[list[str], int, str]] = {
     ("retrain",): (["--params", "{params}"], 1, "no champion in the MLflow registry model"),
     ("promote",): (["--params", "{params}"], 1, "no champion in the MLflow registry model"),
     ("rollback",): (["--params", "{params}"], 1, "nothing to roll back to"),
+    ("retrain-webhook",): (["--params", "{params}"], 1, "no way to authenticate Alertmanager"),
     ("serve",): (["--model", "logreg"], 1, "run `textclf auth init` first"),
     ("tls-cert",): (["--out", "certs", "--days", "2"], 0, "valid 2 days"),
     ("predict-batch",): (["missing.csv", "-o", "out.csv"], 1, "input file missing.csv does not exist"),

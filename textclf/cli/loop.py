@@ -172,3 +172,58 @@ def rollback(params_file: Path = ParamsOption) -> None:
     _serve(tag, None, "textclf rollback")
     _audit("rollback", demoted=demoted, restored=restored)
     console.print(f"[green]rolled back:[/] version {restored} is the champion again (was {demoted})")
+
+
+@app.command("retrain-webhook")
+def retrain_webhook(
+    params_file: Path = ParamsOption,
+    feedback_dir: Path | None = LogsOption,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(8090, help="Port (monitoring/alertmanager/alertmanager.yml points at 8090)."),
+) -> None:
+    """Alertmanager's webhook receiver: a firing drift or accuracy alert starts `textclf retrain` (in this
+    folder, its own process), one job at a time, at most once per retrain.min_interval_s; with
+    retrain.auto_promote the gate runs after it. Needs TEXTCLF_WEBHOOK_SECRET(_FILE) or a key ring whose
+    admin-scoped tokens Alertmanager sends. POST /alerts, GET /status, GET /healthz."""
+    import signal
+    import sys
+    import threading
+
+    from auth.audit import record_operator_action
+    from auth.webhook import WebhookAuthError, webhook_verifier
+    from monitoring.retrain_trigger import RetrainTrigger, serve
+    from textclf.loop.retrain import STATE_DIR
+
+    params, settings = load(params_file), _settings()
+    try:
+        verify = webhook_verifier(settings)
+    except WebhookAuthError as exc:
+        raise fail(str(exc)) from None
+    command = [str(Path(sys.executable).with_name("textclf")), "retrain", "--params", str(params_file)]
+    command.append("--promote" if params.retrain.auto_promote else "--no-promote")
+    if feedback_dir is not None:
+        command += ["--feedback-dir", str(feedback_dir.expanduser())]
+    trigger = RetrainTrigger(
+        command,
+        cwd=Path.cwd(),
+        log_dir=STATE_DIR / "jobs",
+        min_interval_s=params.retrain.min_interval_s,
+        audit=lambda **fields: record_operator_action(settings, client="alertmanager", **fields),
+    )
+    try:
+        server = serve(trigger, verify, host, port)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    console.print(
+        f"[green]retraining webhook[/] on http://{host}:{port}/alerts "
+        f"(auto-promote {'on' if params.retrain.auto_promote else 'off'}, "
+        f"at most one job per {params.retrain.min_interval_s:g} s); Ctrl-C stops it"
+    )
+    stopping.wait()
+    server.shutdown()
+    if trigger.status()["running"]:
+        console.print("waiting for the running job to finish…")
+        trigger.finished.wait()

@@ -157,6 +157,12 @@ class Settings(BaseModel):
         None,
         description="file holding the data key, `textclf auth data-key` (default HOME/data.key if it exists)",
     )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="shared secret Alertmanager sends as a bearer credential to `textclf retrain-webhook` "
+        "(an access token with the `admin` scope works too)",
+    )
+    webhook_secret_file: str | None = Field(None, description="file holding that shared secret")
     # -- clients
     token: SecretStr | None = Field(
         None, description="bearer token `textclf predict-batch` sends (`--token` overrides)"
