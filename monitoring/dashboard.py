@@ -89,6 +89,18 @@ def live_accuracy(by: str = "") -> str:
     return f"{stated('correct')} / {stated('correct|wrong')}"
 
 
+AGREE, COMPARED = 'outcome="agree"', 'outcome=~"agree|disagree"'  # shadowed texts the models agree on
+
+
+def shadow_feedback_accuracy() -> str:
+    """Each model's accuracy on the last hour's feedback run in the shadow lane."""
+
+    def count(outcome: str) -> str:
+        return f'sum by (model) (increase(textclf_shadow_feedback_total{{{SEL}, outcome=~"{outcome}"}}[1h]))'
+
+    return f"{count('correct')} / {count('correct|wrong')}"
+
+
 VERDICT = (("0", "no drift", "green"), ("1", "drift", "red"))
 
 ROWS: tuple[Row, ...] = (
@@ -306,6 +318,56 @@ ROWS: tuple[Row, ...] = (
                 width=24,
                 threshold=ACCURACY_FLOOR,
                 max_value=1,
+            ),
+        ),
+    ),
+    Row(
+        "Challenger (shadow traffic) and model changes",
+        (
+            Panel(
+                "Challenger vs champion",
+                "On the live texts mirrored to the challenger (TEXTCLF_SHADOW_FRACTION): how often it gives "
+                "the champion's answer, and how sure each model is.",
+                (
+                    Query(
+                        rate("textclf_shadow_texts_total", AGREE)
+                        + " / "
+                        + rate("textclf_shadow_texts_total", COMPARED),
+                        "agreement",
+                    ),
+                    Query(mean("textclf_shadow_confidence"), "challenger mean confidence"),
+                    Query(mean("textclf_prediction_confidence"), "champion mean confidence"),
+                ),
+                unit="percentunit",
+                width=8,
+                max_value=1,
+            ),
+            Panel(
+                "Both models on feedback",
+                "Accuracy over the last hour of each model on the same labelled feedback texts, run in the "
+                "shadow lane: the challenger's record on real traffic before a promotion.",
+                (Query(shadow_feedback_accuracy(), "{{model}}"),),
+                unit="percentunit",
+                width=8,
+                threshold=ACCURACY_FLOOR,
+                max_value=1,
+            ),
+            Panel(
+                "Shadow lane and model switches",
+                "Texts mirrored and skipped (the shadow lane was busy) per second, and changes of the served "
+                "model in the last hour: switched without a restart, or refused (the old one kept serving).",
+                (
+                    Query(rate("textclf_shadow_texts_total", by="outcome"), "shadow {{outcome}}/s"),
+                    Query(
+                        f"sum by (outcome) (increase(textclf_model_switches_total{{{SEL}}}[1h]))",
+                        "model {{outcome}} (1 h)",
+                    ),
+                    Query(
+                        f"max by (version) (textclf_shadow_model_info{{{SEL}}})",
+                        "challenger {{version}} running",
+                    ),
+                ),
+                width=8,
             ),
         ),
     ),

@@ -129,6 +129,18 @@ def built_bento(trained_logreg: Workspace) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def second_logreg(built_bento: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Another version of the built Bento's model (same labels, other settings), saved in the store: a
+    challenger, or a champion to switch to."""
+    from converters.store import save_to_store
+
+    ws = run_pipeline(tmp_path_factory.mktemp("second"), "logreg", logreg={"C": 0.3})
+    tag = save_to_store(ws.onnx_dir("logreg"))
+    assert tag != built_bento["model"]
+    return tag
+
+
+@pytest.fixture(scope="session")
 def server(built_bento: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `bentoml serve` of the built Bento on a free loopback port (small limits), with the
     security layer off: these tests are about serving (tests/integration/test_security*.py use

@@ -66,6 +66,11 @@ METRICS = {
     "textclf_profile_dropped_total",
     "textclf_profile_errors_total",
     "textclf_feedback_total",
+    "textclf_shadow_texts_total",
+    "textclf_shadow_confidence",
+    "textclf_shadow_feedback_total",
+    "textclf_shadow_model_info",
+    "textclf_model_switches_total",
 }
 HISTOGRAM_PARTS = re.compile(r"_(bucket|sum|count)$")
 

@@ -36,6 +36,7 @@ from tests.integration.test_alert_rules import (
 )
 from textclf.core.crypto import new_data_key
 from textclf.core.features import FEATURES
+from textclf.core.served_model import write_served_model
 
 GRAFANA = REPO / "monitoring" / "grafana"
 VARIABLES = {"__rate_interval": "5m", "job": "textclf", "instance": ".*"}  # .* is the "All" value
@@ -163,10 +164,13 @@ def _has_number(result: list[dict[str, Any]]) -> bool:
 
 @pytest.mark.integration
 def test_every_panel_shows_data_from_a_real_server(
-    built_bento: dict[str, str], tmp_path: Path, board: dict[str, Any]
+    built_bento: dict[str, str], second_logreg: str, tmp_path: Path, board: dict[str, Any]
 ) -> None:
     tool("prometheus")  # skip (or fail) before starting a server for nothing
+    write_served_model(tmp_path / "served-model.json", built_bento["model"], second_logreg, "test")
     env = {
+        "TEXTCLF_SERVED_MODEL_FILE": str(tmp_path / "served-model.json"),  # a challenger in the shadow lane
+        "TEXTCLF_SHADOW_FRACTION": "1.0",
         "TEXTCLF_MODEL": built_bento["model"],
         **SECURITY_OFF,
         "TEXTCLF_PROFILES_DIR": str(tmp_path / "profiles"),
@@ -209,6 +213,15 @@ def test_every_panel_shows_data_from_a_real_server(
                 lambda: query(prometheus_url, 'textclf_drift_p_value{feature="overall"} >= 0'),
                 30,
                 "a verdict",
+            )
+            wait_for(  # the shadow lane runs behind the answers: its counts arrive a little later
+                lambda: query(
+                    prometheus_url,
+                    "sum(textclf_shadow_feedback_total) > 0"
+                    ' and sum(textclf_shadow_texts_total{outcome="agree"}) > 0',
+                ),
+                30,
+                "the challenger's shadow counts",
             )
             wait_for(lambda: _rules_evaluated(prometheus_url), 30, "every rule evaluated")
             answers = {

@@ -18,8 +18,7 @@ import psutil
 import pytest
 
 from bench.load import WrkRun, write_bodies
-from converters.store import save_to_store
-from tests.conftest import SECURITY_OFF, Workspace, run_pipeline
+from tests.conftest import SECURITY_OFF
 from tests.helpers import bentoml_serve, tiny_rows, wait_for
 from tests.integration.test_monitoring_server import samples
 from textclf.core.crypto import new_data_key
@@ -37,10 +36,8 @@ class Models:
 
 
 @pytest.fixture(scope="module")
-def models(built_bento: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Models:
-    ws: Workspace = run_pipeline(tmp_path_factory.mktemp("second"), "logreg", logreg={"C": 0.3})
-    second = save_to_store(ws.onnx_dir("logreg"))
-    assert second != built_bento["model"]
+def models(built_bento: dict[str, str], second_logreg: str) -> Models:
+    second = second_logreg
     tampered = bentoml.Tag.from_taglike(f"{second.split(':')[0]}:0123456789abcdef")
     with contextlib.suppress(bentoml.exceptions.NotFound):
         bentoml.models.delete(tampered)
