@@ -1,0 +1,95 @@
+"""Nothing acknowledged is lost: a server worker killed with SIGKILL while feedback pours in leaves every
+record it acknowledged readable; what it had not acknowledged is whole or absent, never half-written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import SECURITY_OFF
+from tests.helpers import bentoml_serve, wait_for
+from textclf.core.crypto import Sealer, decode_data_key, new_data_key
+from textclf.core.feedback_log import feedback_logs, iter_feedback
+
+pytestmark = pytest.mark.integration
+SENDERS = 12
+
+
+def _workers(port: int) -> list[psutil.Process]:
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "serve" in cmdline and "--port" in cmdline and str(port) in cmdline:
+            return [child for child in proc.children(recursive=True) if "python" in child.name().lower()]
+    raise AssertionError(f"no bentoml serve process on port {port}")
+
+
+def test_a_killed_worker_loses_no_acknowledged_feedback(built_bento: dict[str, str], tmp_path: Path) -> None:
+    key = new_data_key()
+    env = {
+        "TEXTCLF_MODEL": built_bento["model"],
+        **SECURITY_OFF,
+        "TEXTCLF_WORKERS": "2",
+        "TEXTCLF_FEEDBACK_DIR": str(tmp_path / "feedback"),
+        "TEXTCLF_DATA_KEY": key,
+        "TEXTCLF_PROFILES": "false",
+        "TEXTCLF_FOLLOW": "false",
+    }
+    acknowledged: set[str] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def send(sender: int) -> int:
+        """Post one-item feedback until told to stop; count what failed (connections cut by the kill)."""
+        failed = 0
+        with httpx.Client(timeout=10) as client:
+            n = 0
+            while not stop.is_set():
+                text = f"durable feedback {sender}-{n} where is my card"
+                n += 1
+                try:
+                    answer = client.post(
+                        f"{url}/feedback", json={"items": [{"text": text, "label": "card_arrival"}]}
+                    )
+                except httpx.HTTPError:
+                    failed += 1
+                    continue
+                if answer.status_code == 200:
+                    with lock:
+                        acknowledged.add(text)
+                else:
+                    failed += 1
+        return failed
+
+    with bentoml_serve(built_bento["bento"], env, cwd=tmp_path) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with ThreadPoolExecutor(SENDERS) as pool:
+            senders = [pool.submit(send, i) for i in range(SENDERS)]
+            try:
+                wait_for(lambda: len(acknowledged) >= 200, 60, "feedback flowing")
+                victim = _workers(port)[0]
+                os.kill(victim.pid, signal.SIGKILL)
+                killed_at = len(acknowledged)
+                # the arbiter starts a new worker; feedback keeps being acknowledged after the kill
+                wait_for(lambda: len(acknowledged) >= killed_at + 200, 90, "feedback after the kill")
+                wait_for(
+                    lambda: victim.pid not in {w.pid for w in _workers(port)} and len(_workers(port)) == 2,
+                    90,
+                    "a new worker",
+                )
+            finally:
+                stop.set()
+            failures = sum(s.result() for s in senders)
+    # every line decrypts and parses, or is a torn one the reader skips (anything else raises here)
+    stored = [record.text for record in iter_feedback(tmp_path / "feedback", Sealer(decode_data_key(key)))]
+    assert len(feedback_logs(tmp_path / "feedback")) == 2
+    missing = acknowledged - set(stored)
+    assert not missing, f"{len(missing)} acknowledged record(s) lost, e.g. {sorted(missing)[:3]}"
+    assert len(stored) == len(set(stored))  # nothing written twice
+    print(f"acknowledged {len(acknowledged)}, stored {len(stored)}, failed requests {failures}")
