@@ -14,21 +14,9 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, TINY_EXPORT, TINY_LSTM
 from tests.helpers import bin_path, write_csv, write_tiny_dataset
+from tests.loop_project import CODE
 
 pytestmark = pytest.mark.integration
-CODE = [
-    "training",
-    "converters",
-    "bentos",
-    "auth",
-    "monitoring",
-    "textclf",
-    "bentofile.yaml",
-    "deploy",  # the bentofile's Dockerfile template
-    "requirements-serving.txt",
-    "dvc.yaml",
-    "data/feedback",  # the labelled-feedback folder the validate stage reads (only its README at first)
-]
 
 
 def dvc(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

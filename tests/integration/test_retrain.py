@@ -7,21 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO
-from tests.helpers import bin_path, shifted_rows, wait_for, write_tiny_dataset
-from tests.integration.test_pipeline import CODE
-from textclf.core.crypto import SealedLog, Sealer, decode_data_key, new_data_key
-from textclf.core.feedback_log import FEEDBACK_AAD, log_name
+from tests.helpers import bin_path, shifted_rows, wait_for
+from tests.loop_project import Project, make_project
 
 pytestmark = pytest.mark.integration
 MODEL = "tests-retrain"
@@ -29,91 +24,10 @@ POINTER = "data/feedback/feedback.sealed.jsonl.dvc"
 MARKER = "zebracorn"  # in every feedback text: it must never appear in the clear on disk
 
 
-def _env(project: Path, key: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{Path(bin_path('dvc')).parent}:{os.environ['PATH']}",
-        "TEXTCLF_DATA_KEY": key,
-        "TEXTCLF_AUDIT_DIR": str(project / "audit"),
-        "TEXTCLF_SERVED_MODEL_FILE": str(project / "served-model.json"),
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-    }
-
-
-class Project:
-    def __init__(self, root: Path, key: str):
-        self.root = root
-        self.key = key
-        self.logs = root / "server-feedback"
-
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            list(args),
-            cwd=self.root,
-            env=_env(self.root, self.key),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def textclf(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run(bin_path("textclf"), *args)
-
-    def set_params(self, section: str, **values: object) -> None:
-        path = self.root / "params.yaml"
-        params = yaml.safe_load(path.read_text())
-        params[section].update(values)
-        path.write_text(yaml.safe_dump(params))
-
-    def post_feedback(self, worker: str, rows: list[tuple[str, str]], start: float = 0.0) -> None:
-        """Append records to a worker's log exactly as the server's feedback store does."""
-        with SealedLog(self.logs / log_name(worker), Sealer(decode_data_key(self.key)), FEEDBACK_AAD) as log:
-            for i, (text, label) in enumerate(rows):
-                log.append(
-                    {"time": start + i, "subject": "t", "text": text, "label": label, "predicted": None}
-                )
-
-    def alias(self, name: str):
-        return MlflowClient().get_model_version_by_alias(MODEL, name)
-
-    def version(self, alias: str) -> str:
-        return str(self.alias(alias).version)
-
-    def served(self) -> dict:
-        """What following servers are told to serve (textclf.core.served_model)."""
-        return json.loads((self.root / "served-model.json").read_text())
-
-    def state(self) -> dict:
-        return json.loads(self.textclf("retrain", "--status").stdout)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """A git + DVC project with the pipeline, TF-IDF + LR only, its champion selected."""
-    root = tmp_path_factory.mktemp("retrainproject")
-    for name in CODE:
-        source, target = REPO / name, root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.jsonl*"))
-        else:
-            shutil.copy2(source, target)
-    write_tiny_dataset(root / "data" / "raw" / "tiny")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["dir"] = "data/raw/tiny"
-    params["families"] = ["logreg"]
-    params["registry"].update(experiment=MODEL, model_name=MODEL)
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    project = Project(root, new_data_key())
-    for argv in (["git", "init", "-q"], [bin_path("dvc"), "init", "-q"], ["git", "add", "-A"]):
-        assert project.run(*argv).returncode == 0
-    assert project.run("git", "commit", "-qm", "project").returncode == 0
-    first = project.run(bin_path("dvc"), "repro", "select")
-    assert first.returncode == 0, first.stdout + first.stderr
-    return project
+    return make_project(tmp_path_factory.mktemp("retrainproject"), MODEL)
 
 
 def test_no_feedback_is_nothing_to_do_and_says_why(project: Project) -> None:
@@ -241,7 +155,7 @@ def test_a_killed_job_leaves_the_champion_and_the_next_run_finishes(project: Pro
     job = subprocess.Popen(
         [bin_path("textclf"), "retrain", "--feedback-dir", str(project.logs)],
         cwd=project.root,
-        env=_env(project.root, project.key),
+        env=project.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

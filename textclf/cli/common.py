@@ -62,16 +62,39 @@ def family(name: str) -> str:
     raise fail(f"unknown model family {name!r}; choose one of: {', '.join(FAMILIES)}")
 
 
+def _champion(params: Params) -> tuple[Variant, Path]:
+    """The MLflow champion's variant and model folder: its exported folder, or, when its family was
+    retrained since (the folder holds a challenger), the champion's own copy in the BentoML store."""
+    from textclf.core.contract import read_model_folder
+    from training import tracking
+
+    version = tracking.version_by_alias(params.registry.model_name, tracking.CHAMPION)
+    if version is None or "variant" not in version.tags:
+        raise fail("no champion in MLflow yet: run `dvc repro` (or `textclf select`), or pass --model")
+    chosen, tag = Variant.parse(version.tags["variant"]), version.tags.get("bentoml_model")
+    folder = paths.variant_dir(chosen)
+    exported = read_model_folder(folder)[1].store_tag if (folder / "model.onnx").is_file() else None
+    if tag and exported != tag:
+        import bentoml
+        from bentoml.exceptions import NotFound
+
+        try:
+            return chosen, Path(bentoml.models.get(tag).path)
+        except NotFound:
+            raise fail(
+                f"the champion {tag} is in neither {folder} nor the BentoML store: run the pipeline"
+            ) from None
+    if exported is None:
+        raise fail(f"no exported model {chosen.name!r}: run `textclf export --model {chosen.family}` first")
+    return chosen, folder
+
+
 def variant(name: str, params_file: Path) -> tuple[Variant, Path]:
     """A variant name, or `champion` (the MLflow alias) → (variant, its exported model folder)."""
     from training.families import FAMILIES
 
     if name == CHAMPION:
-        from training.compare import champion_variant
-
-        chosen = champion_variant(load(params_file))
-        if chosen is None:
-            raise fail("no champion in MLflow yet: run `dvc repro` (or `textclf select`), or pass --model")
+        return _champion(load(params_file))
     else:
         try:
             chosen = Variant.parse(name)

@@ -9,7 +9,8 @@ from pathlib import Path
 import typer
 
 from textclf import paths
-from textclf.cli.common import ParamsOption, VariantOption, console, fail, variant
+from textclf.cli.common import ParamsOption, VariantOption, console, fail, load, variant
+from textclf.core.variants import CHAMPION
 
 app = typer.Typer()
 
@@ -57,8 +58,29 @@ def serve(
     argv = serve_argv(bentoml, tags["bento"], host, port, ssl_certfile, ssl_keyfile)
     scheme = "https" if ssl_certfile else "http"
     console.print(f"serving {tags['bento']} ({chosen}: {tags['model']}) on {scheme}://{host}:{port}")
-    os.environ.update(env, TEXTCLF_MODEL=tags["model"])
+    if model == CHAMPION:  # follow promotions: `textclf promote` and `rollback` switch it, no restart
+        _follow_champion(tags["model"], params_file)
+        os.environ.pop("TEXTCLF_MODEL", None)
+        os.environ.update(env)
+    else:
+        os.environ.update(env, TEXTCLF_MODEL=tags["model"])
     os.execv(bentoml, argv)
+
+
+def _follow_champion(tag: str, params_file: Path) -> None:
+    """Name the champion (and any challenger) in the served-model file the server will follow."""
+    from textclf.core.served_model import write_served_model
+    from textclf.core.settings import load_settings
+    from training import tracking
+
+    params = load(params_file)
+    challenger = tracking.version_by_alias(params.registry.model_name, tracking.CHALLENGER)
+    shadowed = challenger.tags.get("bentoml_model") if challenger is not None else None
+    path = load_settings().served_model_path
+    write_served_model(path, tag, shadowed, "textclf serve")
+    console.print(
+        f"following {path}: `textclf promote` and `textclf rollback` switch models without a restart"
+    )
 
 
 @app.command("tls-cert")
