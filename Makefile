@@ -22,7 +22,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv data pipeline build run auth cert test test-rules bench tools check-readme lint format clean \
-  image image-tools test-image k8s-check
+  image image-tools test-image k8s-check retrain
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ data: venv  ## fetch the DVC-versioned dataset from the default (offline, in-rep
 
 pipeline: data  ## reproduce the pipeline (cached steps are skipped); MODEL=lstm-int8 runs only that family
 	textclf repro --model $(MODEL)
+
+retrain: venv  ## retrain the champion's family on the server's labelled feedback → an MLflow challenger (`textclf promote` decides)
+	textclf retrain
 
 run: pipeline auth $(if $(TLS_ON),$(CERTS)/key.pem)  ## serve MODEL (default: the champion) on http://$(HOST):$(PORT); TLS=1: https, certs/
 	@echo "a token for curl: export TOKEN=\$$(textclf token --sub $$USER --scope 'classify model:read')"
