@@ -131,10 +131,17 @@ class WrkRun:
     as it takes, e.g. a model switch. wrk stops on SIGINT and still reports everything it counted."""
 
     def __init__(
-        self, url: str, bodies: Path, *, texts_per_request: int, connections: int, limit_s: float = 600.0
+        self,
+        url: str,
+        bodies: Path,
+        *,
+        texts_per_request: int,
+        connections: int,
+        limit_s: float = 600.0,
+        authorization: str = "",
     ):
         self.texts_per_request = texts_per_request
-        command = _wrk_command(url, bodies, connections, limit_s, 0.0, "", 30.0)
+        command = _wrk_command(url, bodies, connections, limit_s, 0.0, authorization, 30.0)
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def stop(self) -> LoadResult:

@@ -134,6 +134,27 @@ def soak_table(soak: dict | None) -> list[str]:
     return lines
 
 
+def switch_table(switch: dict | None) -> list[str]:
+    """The served model switched back and forth under load: answers, time to switch, worker memory."""
+    if not switch:
+        return []
+    load = switch["load"]
+    workers = [name for name in switch["samples"][0]["rss_mb"] if not name.startswith("bentoml")]
+    lines = [
+        "",
+        f"| after (switch target: {switch['switches']} switches under wrk, {load['requests']:,} requests, "
+        f"{load['errors']} errors) | now serving | switched in, s | "
+        + " | ".join(f"{name} RSS, MB" for name in workers)
+        + " |",
+        "|---|---|---:|" + "---:|" * len(workers),
+    ]
+    for i, sample in enumerate(switch["samples"]):
+        rss = " | ".join(f"{sample['rss_mb'].get(name, float('nan')):.1f}" for name in workers)
+        step = "start" if i == 0 else f"switch {i}"
+        lines.append(f"| {step} | `{sample['serving']}` | {sample['switch_s']:.1f} | {rss} |")
+    return lines
+
+
 def _security_parts_table(parts: dict | None) -> list[str]:
     """The security layer's own CPU per request, part by part (bench/security_parts.py)."""
     if not parts:
@@ -191,6 +212,7 @@ def markdown(report: dict) -> str:
     lines += _security_parts_table(report.get("security_parts"))
     lines += _planner_table(report.get("planner"))
     lines += soak_table(report.get("soak"))
+    lines += switch_table(report.get("switch"))
     machine = report["machine"]
     raw = results.get("raw")
     best = (

@@ -17,7 +17,7 @@ import httpx
 
 from bench import report
 from bench.cpu import add_outside_model, model_us_per_text, tree_cpu_split, tree_rss_mb
-from bench.load import LoadResult, run_wrk, write_bodies
+from bench.load import LoadError, LoadResult, WrkRun, run_wrk, write_bodies
 from bench.peers import (
     ensure_pytriton,
     pytriton_argv,
@@ -31,6 +31,7 @@ from bench.raw import measure_planner, measure_raw, remeasure
 from bench.report import median_ratio
 from bench.rounds import SECURITY_OFF, combine_rounds, secure_env
 from bench.security_parts import measure_security_parts
+from textclf.core.served_model import write_served_model
 
 TARGETS = (
     "raw",
@@ -44,6 +45,7 @@ TARGETS = (
     "pytriton",
     "naive",
     "soak",
+    "switch",
 )
 SOAK_SLICES = 10  # memory is read between this many equal slices of the soak target's load
 # alternating on/off rounds of the security, monitoring and overhead targets (0.25 of --duration each)
@@ -78,6 +80,8 @@ class BenchConfig:
     batch_texts: int = 32
     raw_seconds: float = 2.0
     soak_s: float = 600.0  # the soak target's load (memory over time)
+    switch_to: str | None = None  # the switch target's other model (a store tag with the same labels)
+    switches: int = 6  # model changes under load in the switch target
     served_env: dict[str, str] = field(default_factory=dict)  # extra env for `bentoml serve`
     authorization: str = ""  # Authorization header value for the served targets; "" = mint one
     secure: bool = True  # serve as shipped (tokens, rate limit, audit); False = security layer off
@@ -199,14 +203,18 @@ class Bench:
         return result
 
     @contextmanager
-    def _bento(self, name: str, env: dict[str, str]) -> Iterator[str]:
-        """`bentoml serve` of the benchmarked Bento on a free loopback port; yields /classify's URL."""
+    def _bento(self, name: str, env: dict[str, str], follow: Path | None = None) -> Iterator[str]:
+        """`bentoml serve` of the benchmarked Bento on a free loopback port; yields /classify's URL. It
+        serves the benchmarked model, or with `follow` whatever that served-model file names."""
         c = self.config
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         argv = [str(Path(sys.executable).with_name("bentoml")), "serve", c.bento]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
-        env = {"TEXTCLF_MODEL": c.model_tag, "TEXTCLF_FOLLOW": "false", **env}  # no shadow lane
+        if follow is None:
+            env = {"TEXTCLF_MODEL": c.model_tag, "TEXTCLF_FOLLOW": "false", **env}  # no shadow lane
+        else:
+            env = {**env, "TEXTCLF_SERVED_MODEL_FILE": str(follow), "TEXTCLF_RELOAD_CHECK_S": "0.5"}
         with running(argv, f"{url}/readyz", c.workdir / f"{name}.log", env=env, cwd=ROOT) as process:
             self._pids[f"{url}/classify"] = process.pid
             yield f"{url}/classify"
@@ -330,6 +338,46 @@ class Bench:
             "rss_growth_mb": growth,
         }
 
+    def switch(self) -> dict:
+        """Model changes without a restart: the Bento as shipped, following a served-model file, switched
+        `switches` times between the benchmarked model and `switch_to` under a saturating wrk load; every
+        answer counted, every worker's resident memory read after each switch."""
+        c = self.config
+        if c.switch_to is None:
+            raise ValueError("the switch target needs a second model (--switch-to)")
+        served = c.workdir / "served-model.json"
+        write_served_model(served, c.model_tag, None, "textclf bench")
+        env = {**self.secure_env, **c.served_env}
+        env.pop("TEXTCLF_MODEL", None)
+        with self._bento("switch", env, follow=served) as url:
+            auth = {"authorization": self.authorization}
+            self._saturate("switch warm-up", url, self.single, 1, seconds=max(5.0, c.warmup_s), **auth)
+            pid, base = self._pids[url], url.removesuffix("/classify")
+            samples = [{"serving": c.model_tag, "switch_s": 0.0, "rss_mb": tree_rss_mb(pid)}]
+            load = WrkRun(url, self.single, texts_per_request=1, connections=c.connections, **auth)
+            try:
+                for i in range(c.switches):
+                    tag = c.switch_to if i % 2 == 0 else c.model_tag
+                    started = time.monotonic()
+                    write_served_model(served, tag, None, "textclf bench")
+                    _wait_serving(base, tag, timeout_s=180)
+                    samples.append(
+                        {
+                            "serving": tag,
+                            "switch_s": round(time.monotonic() - started, 2),
+                            "rss_mb": tree_rss_mb(pid),
+                        }
+                    )
+                    self.log(f"switch {i + 1}/{c.switches}: serving {tag}, RSS MB {samples[-1]['rss_mb']}")
+            finally:
+                result = load.stop()
+        return {
+            "switches": c.switches,
+            "load": result.as_dict(),
+            "samples": samples,
+            "models": [c.model_tag, c.switch_to],
+        }
+
     def plain_app(self, name: str, module: str, source: Path, options: tuple[str, ...] = ()) -> dict:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -403,6 +451,7 @@ class Bench:
             else:
                 results["naive"] = self.plain_app("naive", "bench.apps.naive_torch", c.checkpoint)
         soak = self.soak() if "soak" in c.targets else None
+        switch = self.switch() if "switch" in c.targets else None
         if results.get("raw") and len(c.targets) > 1:
             results["raw"] = remeasure(c.model_folder, c.texts, results["raw"], seconds=c.raw_seconds)
         model_us = model_us_per_text(results["raw"]) if results.get("raw") else None
@@ -429,9 +478,31 @@ class Bench:
             "security_parts": parts,
             "planner": planner,
             "soak": soak,
+            "switch": switch,
             "ratios": measured,
             "targets_met": report.verdicts(results, measured),
         }
+
+
+def _wait_serving(base: str, tag: str, timeout_s: float) -> None:
+    """Until every worker serves `tag`: its version's info series at 1 and no other at 1 (the gauge is
+    the max over workers), read from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    version = tag.rpartition(":")[2]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        page = httpx.get(f"{base}/metrics", timeout=10).text
+        info = {
+            s.labels["version"]: s.value
+            for family in text_string_to_metric_families(page)
+            if family.name == "textclf_model_info"
+            for s in family.samples
+        }
+        if info.get(version) == 1 and all(v == 0 for k, v in info.items() if k != version):
+            return
+        time.sleep(0.2)
+    raise LoadError(f"the server did not switch to {tag} within {timeout_s:.0f} s")
 
 
 def _token_model(folder: Path) -> bool:

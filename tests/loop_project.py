@@ -91,8 +91,12 @@ class Project:
         return json.loads(self.textclf("retrain", "--status").stdout)
 
 
-def make_project(root: Path, model: str, **params_changes: dict) -> Project:
-    """The project in `root`, its pipeline reproduced up to the champion (`dvc repro select`)."""
+def make_project(root: Path, model: str, logreg_c: float, **params_changes: dict) -> Project:
+    """The project in `root`, its pipeline reproduced up to the champion (`dvc repro select`).
+
+    Its export seals models into the session's shared BentoML store with the project's own data key, so
+    each project trains with its own `logreg_c`: the same bytes as another test's model would be the same
+    store entry, re-sealed under a key that test does not have."""
     for name in CODE:
         source, target = REPO / name, root / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +109,7 @@ def make_project(root: Path, model: str, **params_changes: dict) -> Project:
     params["data"]["dir"] = "data/raw/tiny"
     params["families"] = ["logreg"]
     params["registry"].update(experiment=model, model_name=model)
+    params["logreg"]["C"] = logreg_c
     for section, values in params_changes.items():
         params[section].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params))

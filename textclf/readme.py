@@ -116,6 +116,21 @@ def _soak(reports: Path) -> str | None:
     )
 
 
+def _switch(reports: Path) -> str | None:
+    from bench.report import switch_table
+
+    path = reports / "switch.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    lines = switch_table(data.get("switch"))
+    return (
+        "\n".join([*lines[1:], "", f"Measured {data['when']}. Command: `{data['command']}`."])
+        if lines
+        else None
+    )
+
+
 def _settings(_: Path) -> str:
     from textclf.core.settings import settings_table
 
@@ -129,6 +144,7 @@ GENERATORS: dict[str, Callable[[Path], str | None]] = {
     "drift_eval": _drift_eval,
     "calibration": _calibration,
     "soak": _soak,
+    "switch": _switch,
     **{name: _bench(Path(file)) for name, file in BENCH_REPORTS.items()},
 }
 

@@ -79,6 +79,25 @@ def test_soak_reads_every_server_process_memory_through_the_load(
     assert "RSS at start, MB" in result.output
 
 
+def test_switch_changes_the_served_model_under_load_and_reads_memory(
+    trained_bert: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(trained_bert.root)
+    output = tmp_path / "switch.json"
+    args = ["bench", "--model", "bert-int8", "--params", str(trained_bert.params_file), "--connections", "2"]
+    args += ["--targets", "switch", "--switch-to", "bert", "--warmup", "1", "--output", str(output)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    switch = json.loads(output.read_text())["switch"]
+    assert switch["load"]["requests"] > 0 and switch["load"]["errors"] == 0
+    first, other = switch["models"]
+    assert [s["serving"] for s in switch["samples"]] == [first, other, first, other, first, other, first]
+    assert all(len(s["rss_mb"]) >= 2 for s in switch["samples"])  # the arbiter and the workers
+    assert "now serving" in " ".join(result.output.split())
+    same = CliRunner().invoke(app, [*args[:-2], "--switch-to", "bert-int8", "--output", str(output)])
+    assert same.exit_code == 1 and "is the benchmarked model itself" in " ".join(same.output.split())
+
+
 def test_failed_requests_are_counted_not_hidden(server: str, tmp_path: Path) -> None:
     bodies = tmp_path / "bad.jsonl"
     bodies.write_text('{"texts": []}\n{"texts": ["ok"], "surprise": 1}\n')

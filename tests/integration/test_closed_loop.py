@@ -62,6 +62,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     return make_project(
         tmp_path_factory.mktemp("loopproject"),
         MODEL,
+        logreg_c=8.0,
         retrain={"auto_promote": True, "min_interval_s": 3600},
         promotion={"min_slice_rows": 5},
     )

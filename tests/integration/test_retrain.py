@@ -27,7 +27,7 @@ MARKER = "zebracorn"  # in every feedback text: it must never appear in the clea
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """A git + DVC project with the pipeline, TF-IDF + LR only, its champion selected."""
-    return make_project(tmp_path_factory.mktemp("retrainproject"), MODEL)
+    return make_project(tmp_path_factory.mktemp("retrainproject"), MODEL, logreg_c=7.0)
 
 
 def test_no_feedback_is_nothing_to_do_and_says_why(project: Project) -> None:

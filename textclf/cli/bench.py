@@ -38,6 +38,9 @@ def bench(
         help="Comma-separated targets to run.",
     ),
     soak: float = typer.Option(600.0, min=10, help="Seconds of load for the soak target (memory over time)."),
+    switch_to: str = typer.Option(
+        "lstm-int8", "--switch-to", help="The switch target's other model: a variant with the same labels."
+    ),
     secure: bool = typer.Option(
         True, "--secure/--insecure", help="Serve with the security layer on (as shipped) or off."
     ),
@@ -79,6 +82,13 @@ def bench(
     )
     with console.status("building the Bento from the current code…"):
         tags = build_bento(folder, paths.bento_record(chosen.name))
+    other = None
+    if "switch" in wanted:
+        from converters.store import save_to_store
+
+        other = save_to_store(variant(switch_to, params_file)[1])
+        if other == tags["model"]:
+            raise fail(f"--switch-to {switch_to} is the benchmarked model itself: choose another variant")
     with tempfile.TemporaryDirectory(prefix="textclf-bench-") as workdir:
         config = BenchConfig(
             variant=chosen.name,
@@ -94,6 +104,7 @@ def bench(
             warmup_s=warmup,
             batch_texts=batch_texts,
             soak_s=soak,
+            switch_to=other,
             served_env=_env_pairs(env),
             secure=secure,
             command=" ".join(["textclf", "bench", *sys.argv[2:]]),
