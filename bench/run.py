@@ -354,13 +354,14 @@ class Bench:
             self._saturate("switch warm-up", url, self.single, 1, seconds=max(5.0, c.warmup_s), **auth)
             pid, base = self._pids[url], url.removesuffix("/classify")
             samples = [{"serving": c.model_tag, "switch_s": 0.0, "rss_mb": tree_rss_mb(pid)}]
+            workers = len(samples[0]["rss_mb"]) - 1  # every process but BentoML's arbiter
             load = WrkRun(url, self.single, texts_per_request=1, connections=c.connections, **auth)
             try:
                 for i in range(c.switches):
                     tag = c.switch_to if i % 2 == 0 else c.model_tag
                     started = time.monotonic()
                     write_served_model(served, tag, None, "textclf bench")
-                    _wait_serving(base, tag, timeout_s=180)
+                    _wait_serving(base, tag, switched=workers * (i + 1), timeout_s=180)
                     samples.append(
                         {
                             "serving": tag,
@@ -484,22 +485,28 @@ class Bench:
         }
 
 
-def _wait_serving(base: str, tag: str, timeout_s: float) -> None:
-    """Until every worker serves `tag`: its version's info series at 1 and no other at 1 (the gauge is
-    the max over workers), read from /metrics."""
+def _wait_serving(base: str, tag: str, switched: int, timeout_s: float) -> None:
+    """Until every worker serves `tag` and has let go of its previous model: the version's info series at 1
+    and no other at 1 (the gauge is the max over workers), and `switched` completed switches (a worker
+    counts one once the old model is released), read from /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
     version = tag.rpartition(":")[2]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         page = httpx.get(f"{base}/metrics", timeout=10).text
-        info = {
-            s.labels["version"]: s.value
-            for family in text_string_to_metric_families(page)
-            if family.name == "textclf_model_info"
-            for s in family.samples
-        }
-        if info.get(version) == 1 and all(v == 0 for k, v in info.items() if k != version):
+        families = {family.name: family for family in text_string_to_metric_families(page)}
+        info = {s.labels["version"]: s.value for s in families["textclf_model_info"].samples}
+        done = sum(
+            s.value
+            for s in families["textclf_model_switches"].samples
+            if s.name.endswith("_total") and s.labels.get("outcome") == "switched"
+        )
+        if (
+            info.get(version) == 1
+            and all(v == 0 for k, v in info.items() if k != version)
+            and done >= switched
+        ):
             return
         time.sleep(0.2)
     raise LoadError(f"the server did not switch to {tag} within {timeout_s:.0f} s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # whylogs loads only where profiles are on
     from monitoring.profiler import DriftWatcher, Profiler
 
 go_offline()
+log = logging.getLogger(__name__)
 AUTH = auth_config(SETTINGS)
 RETRY_LATER = ((b"retry-after", b"1"),)
 NO_HEADERS = ()
@@ -169,7 +171,8 @@ class TextClassifier:
         old.stop()
         gone = weakref.ref(old.served.classifier)
         del old
-        wait_released(gone)
+        if not wait_released(gone):
+            log.warning("the previous model is still referenced 30 s after the switch; its memory stays")
 
     @bentoml.on_shutdown
     def stop_lanes(self) -> None:

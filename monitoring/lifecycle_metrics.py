@@ -19,8 +19,8 @@ MODELS = ("champion", "challenger")
 
 MODEL_SWITCHES = Counter(
     "textclf_model_switches",
-    "Changes of the served model without a restart: switched, or refused (a broken, tampered or "
-    "incompatible new model; the old one keeps serving).",
+    "Changes of the served model without a restart: switched (counted once the old model is released), "
+    "or refused (a broken, tampered or incompatible new model; the old one keeps serving).",
     ["outcome"],
 )
 SHADOW_TEXTS = Counter(
