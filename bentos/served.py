@@ -54,7 +54,7 @@ def verify_model(tag: str, folder: Path) -> tuple[list[str], ModelMetadata]:
         onnx = ModelFiles(folder).read(MODEL_FILE)
     except (OSError, ValueError) as exc:  # contract, sealing and key errors are ValueErrors
         raise ModelRefused(f"{tag}: {exc}") from None
-    version = model_version(onnx, metadata.temperature)
+    version = model_version(onnx, metadata.temperature, metadata.lowercase)
     stored_as = tag.rpartition(":")[2]
     if version != metadata.version or version != stored_as:
         raise ModelRefused(

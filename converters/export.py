@@ -56,7 +56,7 @@ def _write_variant(
     folder = out_dir / variant.precision
     if folder.exists():
         shutil.rmtree(folder)
-    version = model_version(onnx_bytes)
+    version = model_version(onnx_bytes, lowercase=base.lowercase)
     write_model_folder(
         folder, onnx_bytes, model.labels, replace(base, precision=variant.precision, version=version)
     )
@@ -81,7 +81,7 @@ def _calibrate_variant(folder: Path, validation: Examples, test: Examples) -> Ca
         np.array([index[label] for label in test.labels]),
     )
     _, metadata = read_model_folder(folder)
-    version = model_version((folder / MODEL_FILE).read_bytes(), calibration.temperature)
+    version = model_version((folder / MODEL_FILE).read_bytes(), calibration.temperature, metadata.lowercase)
     write_metadata(folder, replace(metadata, temperature=calibration.temperature, version=version))
     return calibration
 
@@ -106,6 +106,7 @@ def export(params: Params, model_dir: Path, out_dir: Path, reports_dir: Path) ->
         family=model.name,
         version="",
         input_kind=model.input_kind,
+        lowercase=model.lowercase_input,
         data_sha256=data["data_sha256"],
         metrics={k: run["metrics"][k] for k in ("accuracy", "macro_f1") if k in run["metrics"]},
         max_length=model.max_length,

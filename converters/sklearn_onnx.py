@@ -14,6 +14,10 @@ from textclf.core.contract import PROBABILITIES_OUTPUT
 # ONNX Runtime's StringNormalizer asks for en_US.UTF-8 by default, which slim machines and images
 # lack; C.UTF-8 exists everywhere and lower-cases ASCII the same way.
 TFIDF_OPTIONS = {"locale": "C.UTF-8"}
+# RE2 (ONNX Runtime's Tokenizer) for training.families.logreg.TOKEN_PATTERN: Python's Unicode \w is exactly
+# letters, numbers and `_`, and its \b\w\w+\b finds the maximal runs of two or more of them, as this does.
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+TOKEN_EXP = r"[\p{L}\p{N}_]{2,}"
 
 
 def pipeline_to_onnx(pipeline: Pipeline, opset: int = 17) -> bytes:
@@ -23,8 +27,11 @@ def pipeline_to_onnx(pipeline: Pipeline, opset: int = 17) -> bytes:
         raise ValueError("only word-analyzer TF-IDF pipelines convert to ONNX (skl2onnx limit)")
     if vectorizer.sublinear_tf:
         raise ValueError("sublinear_tf=True does not convert faithfully to ONNX; set it to false")
+    tfidf = dict(TFIDF_OPTIONS)
+    if vectorizer.token_pattern == TOKEN_PATTERN:
+        tfidf["tokenexp"] = TOKEN_EXP
     options = {
-        TfidfVectorizer: dict(TFIDF_OPTIONS),
+        TfidfVectorizer: tfidf,
         LogisticRegression: {"zipmap": False},
     }
     onx = to_onnx(

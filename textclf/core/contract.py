@@ -50,6 +50,8 @@ class ModelMetadata:
     # temperature scaling (fitted on the validation split): served probabilities are
     # softmax(log(p) / temperature) of the graph's p; 1.0 (older folders) leaves them as they are
     temperature: float = 1.0
+    # text models: the runtime lower-cases texts (Python's str.lower) before the graph, as training did
+    lowercase: bool = False
 
     @property
     def variant(self) -> Variant:
@@ -62,14 +64,17 @@ class ModelMetadata:
         return f"{self.variant.store_name}:{self.version}"
 
 
-def model_version(onnx_bytes: bytes, temperature: float = 1.0) -> str:
-    """A model's version: a hash of what its served probabilities depend on, the ONNX bytes and the
-    temperature (uncalibrated: the ONNX bytes alone). Same model, same version; a new calibration of
-    the same graph is a new version, so the store and the Bento never keep a stale one. The server
-    recomputes it before it switches to a new model: a file changed since the export is refused."""
+def model_version(onnx_bytes: bytes, temperature: float = 1.0, lowercase: bool = False) -> str:
+    """A model's version: a hash of what its served probabilities depend on, the ONNX bytes, the
+    temperature and the runtime's lower-casing (uncalibrated, graph as it is: the ONNX bytes alone).
+    Same model, same version; a new calibration of the same graph is a new version, so the store and
+    the Bento never keep a stale one. The server recomputes it before it switches to a new model: a
+    file changed since the export is refused."""
     digest = hashlib.sha256(onnx_bytes)
     if temperature != 1.0:
         digest.update(f"\ntemperature={temperature!r}".encode())
+    if lowercase:
+        digest.update(b"\nlowercase")
     return digest.hexdigest()[:16]
 
 
@@ -108,6 +113,8 @@ def read_model_files(files: ModelFiles) -> tuple[list[str], ModelMetadata]:
         raise ContractError(f"{folder}/{LABELS_FILE}: expected a non-empty list of strings")
     if metadata.input_kind == "tokens" and not files.has(TOKENIZER_FILE):
         raise ContractError(f"{folder}: token-based model without {TOKENIZER_FILE}")
+    if not isinstance(metadata.lowercase, bool):
+        raise ContractError(f"{folder}/{METADATA_FILE}: lowercase must be true or false")
     temperature = metadata.temperature
     if (
         isinstance(temperature, bool)

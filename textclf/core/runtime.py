@@ -220,6 +220,8 @@ class OnnxClassifier:
         clock = time.perf_counter  # two readings per session call, plus two per batch
         started = clock()
         if self._feeder is None:
+            if self.metadata.lowercase:
+                texts = [text.lower() for text in texts]
             feed = np.asarray(texts, dtype=object).reshape(-1, 1)
             running = clock()
             out = self.session.run([name], {self._text_input: feed})[0]

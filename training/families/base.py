@@ -28,6 +28,8 @@ class ModelFamily(ABC):
     # e.g. to stop early. False: training.train holds that split out before calling `fit`. Either way
     # the model never trains on the rows the export calibrates and profiles on.
     carves_validation: ClassVar[bool] = False
+    # True where the served graph expects texts lower-cased by the runtime (Python's str.lower)
+    lowercase_input: bool = False
 
     @property
     def max_length(self) -> int | None:

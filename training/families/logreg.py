@@ -15,7 +15,11 @@ from training.epochs import EpochStats
 from training.families.base import ModelFamily
 from training.params import LogregParams
 
-# skl2onnx reproduces sklearn's tokenizer exactly only with this pattern made explicit.
+# Words of two or more letters, digits or underscores, in any script. skl2onnx would hand this pattern to
+# ONNX Runtime's RE2, whose \w and \b know ASCII only (`clichés` → `clich`): the export uses
+# converters.sklearn_onnx.TOKEN_EXP, the same words written for RE2. Lower-casing happens in Python on both
+# sides (`str.lower`, here and in the runtime: metadata `lowercase`), since the graph's own lower-casing
+# follows a C locale, not Unicode. Together: the same tokens from any Unicode text (tests fuzz it).
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 MODEL_FILE = "pipeline.joblib"
 
@@ -37,7 +41,7 @@ class LogregFamily(ModelFamily):
                 (
                     "tfidf",
                     TfidfVectorizer(
-                        lowercase=True,
+                        lowercase=False,  # done in Python, see TOKEN_PATTERN
                         analyzer="word",
                         token_pattern=TOKEN_PATTERN,
                         ngram_range=(1, p.ngram_max),
@@ -61,16 +65,26 @@ class LogregFamily(ModelFamily):
         on_epoch: Callable[[EpochStats], None] | None = None,
         always_train: int = 0,
     ) -> LogregFamily:
-        self.pipeline.fit(texts, labels)
+        self.pipeline.fit(self._prepare(texts), labels)
         return self
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.pipeline.predict_proba(texts)
+        return self.pipeline.predict_proba(self._prepare(texts))
+
+    @property
+    def lowercase_input(self) -> bool:
+        """Whether texts are lower-cased in Python before the pipeline (models trained before that
+        lower-case inside the vectorizer)."""
+        return not self.pipeline.named_steps["tfidf"].lowercase
+
+    def _prepare(self, texts: list[str]) -> list[str]:
+        return [text.lower() for text in texts] if self.lowercase_input else texts
 
     def params(self) -> dict[str, object]:
         return self.hparams.model_dump()
 
     def log_to_mlflow(self) -> str:
+        """The scikit-learn pipeline (it expects lower-cased texts: `lowercase_input`)."""
         import mlflow.sklearn
         import sklearn
 
