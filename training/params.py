@@ -84,7 +84,7 @@ class TorchParams(_Section):
     patience: int = Field(2, ge=1)
     val_fraction: float = Field(0.1, gt=0, lt=0.5)  # early stopping, calibration, drift reference
     seed: int = 42
-    threads: int = Field(0, ge=0)  # torch intra-op threads; 0 keeps torch's default
+    threads: int = Field(0, ge=0)  # torch intra-op threads; 0 = the CPUs this process may use
 
 
 class LstmParams(TorchParams):

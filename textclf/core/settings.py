@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from textclf.core.cpus import available_cpus
+
 ENV_PREFIX = "TEXTCLF_"
 DATA_KEY_FILE_NAME = "data.key"  # in `home`: the key `make run` creates, found with no variable set
 
@@ -40,7 +42,7 @@ class Settings(BaseModel):
         8192, ge=1, description="texts waiting for a lane; past it new requests get 503 with `Retry-After`"
     )
     lanes: int = Field(
-        0, ge=0, description="model lanes (ONNX Runtime threads) per worker; 0 = cores / workers"
+        0, ge=0, description="model lanes (ONNX Runtime threads) per worker; 0 = usable CPUs / workers"
     )
     batcher: Literal["textclf", "bentoml"] = Field(
         "textclf", description="`textclf` (own adaptive batcher) or `bentoml` (BentoML's batchable API)"
@@ -60,7 +62,11 @@ class Settings(BaseModel):
     call_cost_tokens: int = Field(
         4, ge=0, description="token models: cost of one model call in tokens (0 = fixed sub-batches)"
     )
-    workers: int = Field(0, ge=0, description="server worker processes; 0 = one per core")
+    workers: int = Field(
+        0,
+        ge=0,
+        description="server worker processes; 0 = one per CPU this process may use (affinity, cgroup quota)",
+    )
     timeout_s: int = Field(30, ge=1, description="request timeout, seconds")
     access_log: bool = Field(False, description="BentoML's per-request access log line")
     tracing: bool = Field(False, description="OpenTelemetry spans for `/classify` (configure an exporter)")
@@ -171,12 +177,12 @@ class Settings(BaseModel):
     @property
     def server_workers(self) -> int:
         """Worker processes actually started: the setting, or one per core."""
-        return self.workers or (os.cpu_count() or 1)
+        return self.workers or available_cpus()
 
     @property
     def model_lanes(self) -> int:
         """Lanes actually used: the setting, or one per core this worker may use."""
-        return self.lanes or max(1, (os.cpu_count() or 1) // self.server_workers)
+        return self.lanes or max(1, available_cpus() // self.server_workers)
 
     def path(self, name: str) -> Path:
         """A folder setting with `~` expanded; unset ones default to HOME/<name without _dir>."""

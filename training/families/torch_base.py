@@ -14,6 +14,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
+from textclf.core.cpus import available_cpus
 from training import torch_loop
 from training.epochs import EpochStats
 from training.families.base import ModelFamily
@@ -83,8 +84,7 @@ class TorchFamily(ModelFamily):
         always_train: int = 0,
     ) -> TorchFamily:
         p = self.hparams
-        if p.threads:
-            torch.set_num_threads(p.threads)
+        torch.set_num_threads(p.threads or available_cpus())  # 0: the CPUs this process may use
         torch_loop.seed_everything(p.seed)
         self._labels = sorted(set(labels))
         index = {label: i for i, label in enumerate(self._labels)}
