@@ -28,6 +28,9 @@ class DataParams(_Section):
     label_column: str = "category"
     labels_file: str | None = "categories.json"
     on_leakage: Literal["fail", "drop_from_train"] = "drop_from_train"
+    # fewer training examples than this for a label stops validation: one stray example is most often a
+    # CSV text with an unquoted comma, read as text + label
+    min_examples_per_label: int = Field(2, ge=1)
     prepared_dir: Path = Path("artifacts/data")
     # Labelled feedback from the server (`textclf retrain` writes it; DVC versions it), trained on beside
     # the train split. Sealed with the data key unless feedback_plaintext; feedback_holdout of its texts

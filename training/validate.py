@@ -84,6 +84,8 @@ class _Offenders:
 class _SplitStats:
     rows: int = 0
     labels: set[str] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)  # train: examples per label
+    first_line: dict[str, int] = field(default_factory=dict)  # train: where each label first appears
 
 
 def _stream_split(path: Path, params: DataParams, problems: list[str]) -> Iterator[Example]:
@@ -154,6 +156,8 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
                 continue
             train.rows += 1
             train.labels.add(example.label)
+            train.counts[example.label] = train.counts.get(example.label, 0) + 1
+            train.first_line.setdefault(example.label, example.line)
             if key in seen:
                 duplicates += 1
                 if seen[key] != example.label:
@@ -164,6 +168,7 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
     conflicts = sum(1 for label in seen.values() if label is None)
 
     labels = _check_labels(train, test, closed, params, problems)
+    _check_rare_labels(train, params, problems)
     warnings: list[str] = []
     feedback = _prepare_feedback(params, labels, test_digests, seen, problems, warnings)
     del seen
@@ -278,6 +283,25 @@ def _prepare_feedback(
     fb.write_rows(tmp, kept, plaintext=stats.source.name == fb.PLAIN_NAME)
     stats.rows = len(kept)
     return stats
+
+
+def _check_rare_labels(train: _SplitStats, params: DataParams, problems: list[str]) -> None:
+    """Labels with fewer training examples than `min_examples_per_label`, with the line of each."""
+    rare = sorted((n, label) for label, n in train.counts.items() if n < params.min_examples_per_label)
+    if not rare:
+        return
+    shown = ", ".join(f"{label!r} ({n} at line {train.first_line[label]})" for n, label in rare[:_SHOW]) + (
+        f" and {len(rare) - _SHOW} more" if len(rare) > _SHOW else ""
+    )
+    hint = (
+        '; a text with an unquoted comma is read as text + label: quote such texts ("a, b")'
+        if params.train_path.suffix.lower() == ".csv"
+        else ""
+    )
+    problems.append(
+        f"{params.train_path}: {len(rare)} label(s) with fewer than {params.min_examples_per_label} "
+        f"training examples: {shown}{hint} (or lower data.min_examples_per_label)"
+    )
 
 
 def _check_labels(

@@ -13,7 +13,9 @@ from training.validate import DataValidationError, normalize, prepare
 
 
 def params_for(directory: Path, **kw: object) -> DataParams:
-    return DataParams(dir=directory, labels_file="categories.json", prepared_dir=directory / "prepared", **kw)
+    return DataParams(
+        **{"dir": directory, "labels_file": "categories.json", "prepared_dir": directory / "prepared", **kw}
+    )
 
 
 def run(params: DataParams):
@@ -104,3 +106,17 @@ def test_duplicates_and_conflicts_are_reported(tmp_path: Path) -> None:
     report = run(params_for(data))
     assert report.duplicate_train_texts == 1 and report.conflicting_train_texts == 1
     assert any("more than one label" in w for w in report.warnings)
+
+
+def test_a_label_with_too_few_examples_stops_with_its_line_and_a_quoting_hint(tmp_path: Path) -> None:
+    """An unquoted comma in a CSV text: the reader sees text + a one-example label."""
+    directory = write_tiny_dataset(tmp_path / "d")
+    (directory / "train.csv").write_text(
+        (directory / "train.csv").read_text() + "i lost my card, please help\n", encoding="utf-8"
+    )
+    with pytest.raises(DataValidationError) as refused:
+        run(params_for(directory, labels_file=None))
+    message = str(refused.value)
+    assert "1 label(s) with fewer than 2 training examples: ' please help' (1 at line 202)" in message
+    assert "quote such texts" in message
+    assert run(params_for(directory, labels_file=None, min_examples_per_label=1)).labels == 6
