@@ -7,6 +7,7 @@ is the only code that moves it, and `reports/champion.json` records what it poin
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,14 +63,32 @@ def collect(families: list[str], evaluations: Path, onnx_root: Path) -> list[Can
     return found
 
 
-def choose(candidates: list[Candidate], params: Params) -> Candidate:
+def majority_share(labels: list[str]) -> float:
+    """The accuracy of always answering the most frequent label (the gate's relative baseline)."""
+    return max(Counter(labels).values()) / len(labels) if labels else 0.0
+
+
+def gate_failures(accuracy: float, macro_f1: float, params: Params, majority: float) -> list[str]:
+    """Why a model does not pass the quality gate (empty: it passes)."""
+    gate, failed = params.gate, []
+    if gate.min_accuracy is not None and accuracy < gate.min_accuracy:
+        failed.append(f"accuracy {accuracy:.4f} < {gate.min_accuracy}")
+    if gate.min_macro_f1 is not None and macro_f1 < gate.min_macro_f1:
+        failed.append(f"macro-F1 {macro_f1:.4f} < {gate.min_macro_f1}")
+    if accuracy < majority + gate.min_gain_over_majority - 1e-12:
+        failed.append(
+            f"accuracy {accuracy:.4f} < majority-class share {majority:.4f} + {gate.min_gain_over_majority}"
+        )
+    return failed
+
+
+def choose(candidates: list[Candidate], params: Params, majority: float = 0.0) -> Candidate:
     """Among the variants within the gate and the latency budget, the fastest of those whose accuracy is
-    within `champion.accuracy_tolerance` of the best."""
+    within `champion.accuracy_tolerance` of the best. `majority`: the test split's majority-class share."""
     eligible = [
         c
         for c in candidates
-        if c.accuracy >= params.gate.min_accuracy
-        and c.macro_f1 >= params.gate.min_macro_f1
+        if not gate_failures(c.accuracy, c.macro_f1, params, majority)
         and c.p95_ms_single <= params.champion.max_p95_ms
     ]
     if not eligible:

@@ -114,8 +114,14 @@ class BertParams(TorchParams):
 
 
 class GateParams(_Section):
-    min_accuracy: float = Field(0.88, ge=0, le=1)
-    min_macro_f1: float = Field(0.88, ge=0, le=1)
+    """The quality gate (a parameter of the selection only: changing it retrains nothing). Absolute floors
+    (None: no floor) and a floor relative to the test split's majority-class share, which needs no
+    tuning per dataset: `min_gain_over_majority: 0.1` asks 10 points above always answering its biggest
+    class."""
+
+    min_accuracy: float | None = Field(0.88, ge=0, le=1)
+    min_macro_f1: float | None = Field(0.88, ge=0, le=1)
+    min_gain_over_majority: float = Field(0.0, ge=0, le=1)
 
 
 class ChampionParams(_Section):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from training.compare import Candidate, NoChampionError, choose, table, table_from_reports
+from training.compare import (
+    Candidate,
+    NoChampionError,
+    choose,
+    gate_failures,
+    majority_share,
+    table,
+    table_from_reports,
+)
 from training.params import ChampionParams, GateParams, Params
 
 
@@ -68,3 +76,18 @@ def test_table_and_its_regeneration_from_reports() -> None:
 
 
 FLOATS = ("accuracy", "macro_f1", "onnx_mb", "texts_per_s", "p95_ms_single")
+
+
+def test_the_gate_can_be_relative_to_the_majority_class_instead_of_absolute() -> None:
+    pool = [candidate("logreg", 0.62, 0.1), candidate("lstm", 0.55, 1.0)]
+    relative = Params(
+        gate=GateParams(min_accuracy=None, min_macro_f1=None, min_gain_over_majority=0.1),
+        champion=ChampionParams(max_p95_ms=10),
+    )
+    assert choose(pool, relative, majority=0.5).variant == "logreg"  # 0.62 ≥ 0.5 + 0.1; 0.55 is not
+    with pytest.raises(NoChampionError):
+        choose(pool, relative, majority=0.6)
+    assert gate_failures(0.55, 0.5, relative, 0.5) == ["accuracy 0.5500 < majority-class share 0.5000 + 0.1"]
+    assert majority_share(["a", "a", "b", "c"]) == 0.5
+    with pytest.raises(NoChampionError):
+        choose(pool, PARAMS)  # the shipped absolute floors (0.85 here) refuse both

@@ -70,6 +70,9 @@ def test_a_class_whose_recall_collapses_blocks_promotion() -> None:
 
 def test_the_quality_gate_and_the_same_version() -> None:
     low = decide(contender("champion", "1", 0.30, 0.3), contender("challenger", "2", 0.45, 0.4), PARAMS)
-    assert not low.promote and "under the quality gate 0.5" in low.reasons[0]
+    assert (
+        not low.promote
+        and "fails the quality gate on the test split: accuracy 0.4500 < 0.5" in low.reasons[0]
+    )
     same = decide(contender("champion", "3", 0.9, 0.9), contender("challenger", "3", 0.9, 0.9), PARAMS)
     assert not same.promote and "is the champion" in same.reasons[0]

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -22,6 +23,9 @@ from textclf.cli.common import (
     variant,
 )
 from textclf.core.variants import CHAMPION, Variant
+
+if TYPE_CHECKING:
+    from training.params import Params
 
 app = typer.Typer()
 
@@ -54,12 +58,11 @@ def train(model: str = FamilyOption, params_file: Path = ParamsOption) -> None:
         raise fail("no prepared data: run `textclf validate` (or `dvc repro`) first")
     with console.status(f"training {model}…"):
         result = run_training(model, params, paths.model_dir(model), paths.REPORTS)
-    verdict = "passes the quality gate" if result.passed_gate else "below the quality gate"
     console.print(
         f"[green]{model}:[/] accuracy {result.metrics['accuracy']:.4f}, "
         f"macro-F1 {result.metrics['macro_f1']:.4f} in {result.train_seconds:.1f}s; "
-        f"registered as version {result.registered_version}, {verdict} "
-        "(`textclf select` chooses the champion)"
+        f"registered as version {result.registered_version} "
+        "(`textclf select` applies the quality gate and chooses the champion)"
     )
 
 
@@ -124,7 +127,7 @@ def select(
         raise fail(f"not evaluated yet: {', '.join(missing)} (run `textclf evaluate --model NAME`)")
     candidates = collect(params.families, paths.EVALUATIONS, paths.ARTIFACTS / "onnx")
     try:
-        champion = choose(candidates, params)
+        champion = choose(candidates, params, _majority(params))
         register_champion(params, champion)
     except NoChampionError as exc:
         raise fail(str(exc)) from None
@@ -134,6 +137,16 @@ def select(
         console.print(f"[yellow]warning:[/] {readme} is missing or has no comparison markers; not updated")
     typer.echo(markdown)
     console.print(f"[green]champion:[/] {champion.variant} ({champion.model_tag})")
+
+
+def _majority(params: Params) -> float:
+    """The test split's majority-class share (the quality gate's relative baseline)."""
+    from training.compare import majority_share
+    from training.data import load_texts_labels
+
+    if not params.data.prepared_test.is_file():
+        return 0.0
+    return majority_share(load_texts_labels(params.data.prepared_test, "text", "label")[1])
 
 
 @app.command()

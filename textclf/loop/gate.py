@@ -18,6 +18,7 @@ import numpy as np
 
 from textclf.core.runtime import OnnxClassifier
 from training import tracking
+from training.compare import gate_failures, majority_share
 from training.data import load_texts_labels
 from training.evaluate import classification_metrics
 from training.feedback import holdout_rows
@@ -35,6 +36,8 @@ class Slice:
     rows: int
     accuracy: float
     recall: dict[str, float]  # per true label present in the slice
+    macro_f1: float = float("nan")
+    majority: float = 0.0  # the slice's majority-class share
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,14 @@ def score(folder: Path, name: str, texts: list[str], labels: list[str]) -> Slice
     metrics = classification_metrics(labels, predicted, classifier.labels)
     present = set(labels)
     recall = {label: float(r["recall"]) for label, r in metrics["per_class"].items() if label in present}  # type: ignore[union-attr]
-    return Slice(name, len(texts), float(metrics["accuracy"]), recall)  # type: ignore[arg-type]
+    return Slice(
+        name,
+        len(texts),
+        float(metrics["accuracy"]),  # type: ignore[arg-type]
+        recall,
+        float(metrics["macro_f1"]),  # type: ignore[arg-type]
+        majority_share(labels),
+    )
 
 
 def _contender(params: Params, alias: str) -> tuple[Any, Path]:
@@ -111,7 +121,7 @@ def evaluate(params: Params) -> Decision:
 
 
 def decide(champion: Contender, challenger: Contender, params: Params) -> Decision:
-    """The rule of params.yaml `promotion` (and the absolute quality gate on the test split)."""
+    """The rule of params.yaml `promotion` (and the quality gate on the test split)."""
     rule = params.promotion
     decision = Decision(promote=False, champion=champion, challenger=challenger)
     if champion.version == challenger.version:
@@ -124,10 +134,9 @@ def decide(champion: Contender, challenger: Contender, params: Params) -> Decisi
             f"test accuracy {new.accuracy:.4f} is not at least the champion's {old.accuracy:.4f} "
             f"+ margin {rule.margin}"
         )
-    if new.accuracy < params.gate.min_accuracy:
-        failed.append(
-            f"test accuracy {new.accuracy:.4f} is under the quality gate {params.gate.min_accuracy}"
-        )
+    below = gate_failures(new.accuracy, new.macro_f1, params, new.majority)
+    if below:
+        failed.append(f"the challenger fails the quality gate on the test split: {'; '.join(below)}")
     for name, new_slice in challenger.slices.items():
         old_slice = champion.slices[name]
         if name != "test" and new_slice.rows < rule.min_slice_rows:
