@@ -24,6 +24,8 @@ class DataParams(_Section):
     dir: Path = Path("data/raw/banking77")
     train_file: str = "train.csv"
     test_file: str = "test.csv"
+    # the dataset's own validation split (same columns); unset: carved from train (<family>.val_fraction)
+    validation_file: str | None = None
     text_column: str = "text"
     label_column: str = "category"
     labels_file: str | None = "categories.json"
@@ -54,6 +56,14 @@ class DataParams(_Section):
     @property
     def prepared_test(self) -> Path:
         return self.prepared_dir / "test.jsonl"
+
+    @property
+    def validation_path(self) -> Path | None:
+        return self.dir / self.validation_file if self.validation_file else None
+
+    @property
+    def prepared_validation(self) -> Path:
+        return self.prepared_dir / "validation.jsonl"
 
     @property
     def labels_path(self) -> Path | None:

@@ -52,10 +52,19 @@ def _fraction_and_seed(params: Params, family: str) -> tuple[float, int]:
     return section.val_fraction, section.seed
 
 
+def given_validation(params: Params) -> Examples | None:
+    """The dataset's own validation split (data.validation_file, validated into the prepared folder)."""
+    if params.data.validation_file is None:
+        return None
+    return Examples(*load_texts_labels(params.data.prepared_validation, PREPARED_TEXT, PREPARED_LABEL))
+
+
 def training_part(params: Params, family: str, texts: list[str], labels: list[str]) -> Examples:
     """What a family that does not carve its own validation split trains on: the train split less the
-    validation rows. Every label must keep a training example (a classifier cannot learn a class it
-    never saw), or SplitError names the labels."""
+    validation rows (all of it when the dataset has its own validation split). Every label must keep a
+    training example (a classifier cannot learn a class it never saw), or SplitError names the labels."""
+    if params.data.validation_file is not None:
+        return Examples(texts, labels)
     fraction, seed = _fraction_and_seed(params, family)
     fit, _ = carve(texts, labels, fraction, seed)
     lost = sorted(set(labels) - set(fit.labels))
@@ -68,7 +77,11 @@ def training_part(params: Params, family: str, texts: list[str], labels: list[st
 
 
 def validation_examples(params: Params, family: str) -> Examples:
-    """The validation rows `family` was held out from while training (from the prepared train split)."""
+    """The validation rows `family` was held out from while training: the dataset's own validation split,
+    else the rows carved from the prepared train split."""
+    given = given_validation(params)
+    if given is not None:
+        return given
     fraction, seed = _fraction_and_seed(params, family)
     texts, labels = load_texts_labels(params.data.prepared_train, PREPARED_TEXT, PREPARED_LABEL)
     _, validation = carve(texts, labels, fraction, seed)

@@ -120,13 +120,18 @@ def fit(
     on_epoch: Callable[[EpochStats], None] | None = None,
     description: str = "training",
     always_train: int = 0,
+    validation: int = 0,
 ) -> list[EpochStats]:
     """Train `model` in place; keep the weights of the best validation epoch. The validation split is
-    carved from all but the last `always_train` examples (labelled feedback), which always train."""
+    the last `validation` examples when given (a dataset's own split), else carved from all but the last
+    `always_train` examples (labelled feedback), which always train."""
     seed_everything(config.seed)
-    carved = len(ids) - always_train
-    train_idx, val_idx = split_validation(carved, config.val_fraction, config.seed)
-    train_idx = np.concatenate([train_idx, np.arange(carved, len(ids))])
+    if validation:  # the dataset's own validation split: the last `validation` examples
+        train_idx, val_idx = np.arange(len(ids) - validation), np.arange(len(ids) - validation, len(ids))
+    else:
+        carved = len(ids) - always_train
+        train_idx, val_idx = split_validation(carved, config.val_fraction, config.seed)
+        train_idx = np.concatenate([train_idx, np.arange(carved, len(ids))])
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     targets_t = torch.as_tensor(targets, dtype=torch.long)
     rng = np.random.default_rng(config.seed)

@@ -22,7 +22,7 @@ from training.evaluate import (
 from training.families.factory import create_family, save_family
 from training.feedback import training_rows
 from training.params import Params
-from training.splits import Examples, training_part
+from training.splits import Examples, given_validation, training_part
 from training.validate import PREPARED_LABEL, PREPARED_TEXT
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def train(family: str, params: Params, model_dir: Path, reports_dir: Path) -> Tr
     reports_dir.mkdir(parents=True, exist_ok=True)
 
     feedback = Examples(*training_rows(data.prepared_feedback_dir, data.feedback_holdout))
+    validation = given_validation(params)
     model = create_family(family, params)
     fit = Examples(train_texts, train_labels)
     if not model.carves_validation:
@@ -70,7 +71,13 @@ def train(family: str, params: Params, model_dir: Path, reports_dir: Path) -> Tr
             }
         )
         started = time.perf_counter()
-        model.fit(fit.texts, fit.labels, on_epoch=_log_epoch, always_train=len(feedback))
+        model.fit(
+            fit.texts,
+            fit.labels,
+            on_epoch=_log_epoch,
+            always_train=len(feedback),
+            validation=None if validation is None else (validation.texts, validation.labels),
+        )
         train_seconds = time.perf_counter() - started
 
         predictions = model.predict(test_texts)

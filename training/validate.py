@@ -46,6 +46,7 @@ class DataReport:
     conflicting_train_texts: int = 0
     feedback_rows: int = 0  # labelled feedback trained on beside the train split (data.feedback_dir)
     feedback_dropped: int = 0
+    validation_rows: int = 0  # the dataset's own validation split (data.validation_file), when it has one
     data_sha256: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -171,6 +172,7 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
     _check_rare_labels(train, params, problems)
     warnings: list[str] = []
     feedback = _prepare_feedback(params, labels, test_digests, seen, problems, warnings)
+    validation_rows = _prepare_validation(params, labels, test_digests, problems, warnings)
     del seen
     if untested := sorted(train.labels - test.labels):
         warnings.append(f"{len(untested)} train label(s) absent from test: {untested[:_SHOW]}")
@@ -179,6 +181,7 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
     if problems:
         tmp_test.unlink(missing_ok=True)
         tmp_train.unlink(missing_ok=True)
+        _validation_tmp(params).unlink(missing_ok=True)
         shutil.rmtree(_feedback_tmp(params), ignore_errors=True)
         raise DataValidationError(problems)
     if leaked.count:
@@ -189,6 +192,10 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
     os.replace(tmp_test, params.prepared_test)
     os.replace(tmp_train, params.prepared_train)
     shutil.rmtree(params.prepared_feedback_dir, ignore_errors=True)
+    if params.validation_path is not None:
+        os.replace(_validation_tmp(params), params.prepared_validation)
+    else:
+        params.prepared_validation.unlink(missing_ok=True)
     if feedback.source is not None:
         os.replace(_feedback_tmp(params), params.prepared_feedback_dir)
     (out_dir / "labels.json").write_text(json.dumps(labels, indent=1), encoding="utf-8")
@@ -197,6 +204,8 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
         hashed.append(params.labels_path)
     if feedback.source is not None:  # a new feedback version is new training data
         hashed.append(feedback.source)
+    if params.validation_path is not None:
+        hashed.append(params.validation_path)
     report = DataReport(
         train_rows=train.rows,
         test_rows=test.rows,
@@ -206,6 +215,7 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
         duplicate_train_texts=duplicates,
         conflicting_train_texts=conflicts,
         feedback_rows=feedback.rows,
+        validation_rows=validation_rows,
         feedback_dropped=feedback.dropped,
         data_sha256=files_sha256(hashed),
         warnings=warnings,
@@ -213,6 +223,40 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _validation_tmp(params: DataParams) -> Path:
+    return params.prepared_dir / ".validation.jsonl.tmp"
+
+
+def _prepare_validation(
+    params: DataParams, labels: list[str], test_keys: set[bytes], problems: list[str], warnings: list[str]
+) -> int:
+    """The dataset's own validation split, checked like train (blank rows, labels the train split does
+    not have, texts of the test split) and written beside the other prepared splits; its row count."""
+    path = params.validation_path
+    if path is None:
+        return 0
+    known = set(labels)
+    unknown = _Offenders("validation label(s) not in the train split", path)
+    leaked = _Offenders("validation text(s) also in the test set (leakage)", path)
+    rows = 0
+    with _validation_tmp(params).open("w", encoding="utf-8") as handle:
+        for example in _stream_split(path, params, problems):
+            if example.label not in known:
+                unknown.add(example)
+            elif text_key(example.text) in test_keys:
+                leaked.add(example)
+            else:
+                rows += 1
+                _write_row(handle, example)
+    if unknown.count:
+        problems.append(unknown.message())
+    if leaked.count and params.on_leakage == "fail":
+        problems.append(f"{leaked.message()}; set data.on_leakage: drop_from_train to drop them")
+    elif leaked.count:
+        warnings.append(f"dropped {leaked.count} validation text(s) that also appear in test")
+    return rows
 
 
 @dataclass

@@ -120,3 +120,19 @@ def test_a_label_with_too_few_examples_stops_with_its_line_and_a_quoting_hint(tm
     assert "1 label(s) with fewer than 2 training examples: ' please help' (1 at line 202)" in message
     assert "quote such texts" in message
     assert run(params_for(directory, labels_file=None, min_examples_per_label=1)).labels == 6
+
+
+def test_a_dataset_of_its_own_validation_split(tmp_path: Path) -> None:
+    directory = write_tiny_dataset(tmp_path / "d")
+    test_text = (directory / "test.csv").read_text().splitlines()[1].rsplit(",", 1)[0]
+    rows = [("where is the card i ordered last week", "card_arrival"), ("refund me for this one", "refund")]
+    write_csv(directory / "validation.csv", [*rows, (test_text, "refund")])
+    report = run(params_for(directory, validation_file="validation.csv", labels_file=None))
+    assert report.validation_rows == 2 and "dropped 1 validation text(s)" in report.warnings[-1]
+    prepared = read_prepared(directory / "prepared" / "validation.jsonl")
+    assert [(r["text"], r["label"]) for r in prepared] == rows
+    write_csv(directory / "validation.csv", [("a label train never saw", "no_such_label")])
+    with pytest.raises(DataValidationError, match="1 validation label\\(s\\) not in the train split"):
+        run(params_for(directory, validation_file="validation.csv", labels_file=None))
+    report = run(params_for(directory, labels_file=None))  # without it: carved from train as before
+    assert report.validation_rows == 0 and not (directory / "prepared" / "validation.jsonl").exists()

@@ -53,10 +53,12 @@ class ModelFamily(ABC):
         labels: list[str],
         on_epoch: Callable[[EpochStats], None] | None = None,
         always_train: int = 0,
+        validation: tuple[list[str], list[str]] | None = None,
     ) -> ModelFamily:
         """Train on the given examples and return self; `on_epoch` hears about each epoch, if any.
         A family that carves its validation split keeps the last `always_train` examples (labelled
-        feedback) out of it, so the split is the same rows with or without feedback."""
+        feedback) out of it, so the split is the same rows with or without feedback; `validation`
+        (texts, labels), the dataset's own split, replaces the carve."""
 
     @abstractmethod
     def predict_proba(self, texts: list[str]) -> np.ndarray:

@@ -64,6 +64,7 @@ class LogregFamily(ModelFamily):
         labels: list[str],
         on_epoch: Callable[[EpochStats], None] | None = None,
         always_train: int = 0,
+        validation: tuple[list[str], list[str]] | None = None,
     ) -> LogregFamily:
         self.pipeline.fit(self._prepare(texts), labels)
         return self

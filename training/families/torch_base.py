@@ -82,6 +82,7 @@ class TorchFamily(ModelFamily):
         labels: list[str],
         on_epoch: Callable[[EpochStats], None] | None = None,
         always_train: int = 0,
+        validation: tuple[list[str], list[str]] | None = None,
     ) -> TorchFamily:
         p = self.hparams
         torch.set_num_threads(p.threads or available_cpus())  # 0: the CPUs this process may use
@@ -89,16 +90,18 @@ class TorchFamily(ModelFamily):
         self._labels = sorted(set(labels))
         index = {label: i for i, label in enumerate(self._labels)}
         self.tokenizer, self.model = self._build(texts, len(self._labels))
+        val_texts, val_labels = validation or ([], [])
         self.history = torch_loop.fit(
             self.model,
-            encode(self.tokenizer, texts),
-            np.array([index[label] for label in labels]),
+            encode(self.tokenizer, texts + val_texts),
+            np.array([index[label] for label in labels + val_labels]),
             torch_loop.loop_config(p),
             self.pad_id,
             self.forward,
             on_epoch=on_epoch,
             description=self.name,
             always_train=always_train,
+            validation=len(val_texts),
         )
         return self
 
