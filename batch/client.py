@@ -56,8 +56,10 @@ async def apredict_file(
     timeout: float = 30.0,
     progress: bool | None = None,
     token: str | None = None,
+    overwrite: bool = False,
 ) -> BatchSummary:
-    """Async form of `predict_file`, for callers that already run an event loop."""
+    """Async form of `predict_file`, for callers that already run an event loop. An existing `output` is
+    refused unless `overwrite` (and even then replaced only once the whole run succeeded)."""
     if chunk_size < 1 or concurrency < 1 or retries < 0:
         raise BatchError("chunk_size and concurrency must be ≥ 1 and retries ≥ 0")
     input_file, output = Path(input_file), Path(output)
@@ -65,6 +67,10 @@ async def apredict_file(
     spec = scan_input(input_file, text_column)
     if not output.parent.is_dir():
         raise BatchError(f"output folder {output.parent} does not exist")
+    if output.exists() and not overwrite:
+        raise BatchError(
+            f"output {output} exists: pass --overwrite to replace it (it is kept until the run succeeds)"
+        )
     client = await connect(url, timeout, token)
     summary = BatchSummary()
     # Larger chunks than the server takes would all be refused; a too-large top_k refuses every chunk.

@@ -372,6 +372,13 @@ def test_cli_end_to_end(server: str, tmp_path: Path) -> None:
     assert "'text', 'category'" in failed.stderr and "Traceback" not in failed.stderr
     assert not (tmp_path / "x.csv").exists()
 
+    again = run_cli(str(source), "--output", str(tmp_path / "out.csv"), "--url", server)
+    assert again.returncode != 0 and "exists: pass --overwrite" in " ".join(again.stderr.split())
+    assert read_csv(tmp_path / "out.csv") == out  # untouched
+    replaced = run_cli(str(source), "--output", str(tmp_path / "out.csv"), "--url", server, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert "top_k" not in read_csv(tmp_path / "out.csv")[0] or not read_csv(tmp_path / "out.csv")[0]["top_k"]
+
 
 def test_memory_stays_flat_on_a_large_file(server: str, tmp_path: Path) -> None:
     # Long texts (190 chars) make the file big for few requests: 20,000 rows, 1,250 chunks of 16.

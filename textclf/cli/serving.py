@@ -115,6 +115,7 @@ def predict_batch(
     concurrency: int = typer.Option(4, min=1, max=64, help="Requests in flight at once."),
     retries: int = typer.Option(3, min=0, help="Retries per failed chunk."),
     top_k: int | None = typer.Option(None, min=1, help="Also write the k best labels."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     token: str | None = typer.Option(
         None, help="Bearer token with the classify scope (`textclf token`); default: TEXTCLF_TOKEN."
     ),
@@ -138,6 +139,7 @@ def predict_batch(
             retries=retries,
             top_k=top_k,
             token=token,
+            overwrite=overwrite,
         )
     except BatchError as exc:
         raise fail(str(exc)) from None
