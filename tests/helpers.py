@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import psutil
+
 from bench.processes import free_port, running, stop
 
 INTENTS = {
@@ -189,3 +191,12 @@ def make_tiny_bert(folder: Path, texts: list[str]) -> Path:
     BertModel(config).save_pretrained(folder)
     wrapped.save_pretrained(folder)
     return folder
+
+
+def serve_workers(port: int) -> list[psutil.Process]:
+    """The worker processes of the `bentoml serve` listening on `port` (children of its arbiter)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "serve" in cmdline and "--port" in cmdline and str(port) in cmdline:
+            return [child for child in proc.children(recursive=True) if "python" in child.name().lower()]
+    raise AssertionError(f"no bentoml serve process on port {port}")

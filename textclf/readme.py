@@ -101,34 +101,21 @@ def _calibration(reports: Path) -> str | None:
     return "\n".join(lines)
 
 
-def _soak(reports: Path) -> str | None:
-    from bench.report import soak_table
+def _target_table(target: str) -> Callable[[Path], str | None]:
+    """The block of one bench target measured on its own (reports/<target>.json), e.g. soak or switch."""
 
-    path = reports / "soak.json"
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    lines = soak_table(data.get("soak"))
-    return (
-        "\n".join([*lines[1:], "", f"Measured {data['when']}. Command: `{data['command']}`."])
-        if lines
-        else None
-    )
+    def render(reports: Path) -> str | None:
+        from bench import report
 
+        path = reports / f"{target}.json"
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        lines = getattr(report, f"{target}_table")(data.get(target))
+        measured = f"Measured {data['when']}. Command: `{data['command']}`."
+        return "\n".join([*lines[1:], "", measured]) if lines else None
 
-def _switch(reports: Path) -> str | None:
-    from bench.report import switch_table
-
-    path = reports / "switch.json"
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    lines = switch_table(data.get("switch"))
-    return (
-        "\n".join([*lines[1:], "", f"Measured {data['when']}. Command: `{data['command']}`."])
-        if lines
-        else None
-    )
+    return render
 
 
 def _settings(_: Path) -> str:
@@ -143,8 +130,8 @@ GENERATORS: dict[str, Callable[[Path], str | None]] = {
     "scaling": _scaling,
     "drift_eval": _drift_eval,
     "calibration": _calibration,
-    "soak": _soak,
-    "switch": _switch,
+    "soak": _target_table("soak"),
+    "switch": _target_table("switch"),
     **{name: _bench(Path(file)) for name, file in BENCH_REPORTS.items()},
 }
 

@@ -194,23 +194,16 @@ def take_in(
     return intake
 
 
+def _side(folder: Path, holdout: float, held: bool, key: bytes | None) -> tuple[list[str], list[str]]:
+    rows = [row for row in read_rows(folder, key) if in_holdout(row.text, holdout) is held]
+    return [row.text for row in rows], [row.label for row in rows]
+
+
 def training_rows(folder: Path, holdout: float, key: bytes | None = None) -> tuple[list[str], list[str]]:
     """The feedback texts and labels a model trains on: the data set less the gate's held-out slice."""
-    texts: list[str] = []
-    labels: list[str] = []
-    for row in read_rows(folder, key):
-        if not in_holdout(row.text, holdout):
-            texts.append(row.text)
-            labels.append(row.label)
-    return texts, labels
+    return _side(folder, holdout, False, key)
 
 
 def holdout_rows(folder: Path, holdout: float, key: bytes | None = None) -> tuple[list[str], list[str]]:
     """The feedback slice no model trained on (the gate compares champion and challenger on it)."""
-    texts: list[str] = []
-    labels: list[str] = []
-    for row in read_rows(folder, key):
-        if in_holdout(row.text, holdout):
-            texts.append(row.text)
-            labels.append(row.label)
-    return texts, labels
+    return _side(folder, holdout, True, key)

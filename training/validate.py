@@ -176,16 +176,13 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
     del seen
     if untested := sorted(train.labels - test.labels):
         warnings.append(f"{len(untested)} train label(s) absent from test: {untested[:_SHOW]}")
-    if leaked.count and params.on_leakage == "fail":
-        problems.append(f"{leaked.message()}; set data.on_leakage: drop_from_train to drop them")
+    _leakage(leaked, "train", params, problems, warnings)
     if problems:
         tmp_test.unlink(missing_ok=True)
         tmp_train.unlink(missing_ok=True)
         _validation_tmp(params).unlink(missing_ok=True)
         shutil.rmtree(_feedback_tmp(params), ignore_errors=True)
         raise DataValidationError(problems)
-    if leaked.count:
-        warnings.append(f"dropped {leaked.count} train text(s) that also appear in test")
     if conflicts:
         warnings.append(f"{conflicts} train text(s) appear with more than one label")
 
@@ -225,6 +222,18 @@ def prepare(params: DataParams, report_path: Path) -> DataReport:
     return report
 
 
+def _leakage(
+    leaked: _Offenders, what: str, params: DataParams, problems: list[str], warnings: list[str]
+) -> None:
+    """Texts of the test split found in another split: a problem (on_leakage: fail), or dropped and said."""
+    if not leaked.count:
+        return
+    if params.on_leakage == "fail":
+        problems.append(f"{leaked.message()}; set data.on_leakage: drop_from_train to drop them")
+    else:
+        warnings.append(f"dropped {leaked.count} {what} text(s) that also appear in test")
+
+
 def _validation_tmp(params: DataParams) -> Path:
     return params.prepared_dir / ".validation.jsonl.tmp"
 
@@ -252,10 +261,7 @@ def _prepare_validation(
                 _write_row(handle, example)
     if unknown.count:
         problems.append(unknown.message())
-    if leaked.count and params.on_leakage == "fail":
-        problems.append(f"{leaked.message()}; set data.on_leakage: drop_from_train to drop them")
-    elif leaked.count:
-        warnings.append(f"dropped {leaked.count} validation text(s) that also appear in test")
+    _leakage(leaked, "validation", params, problems, warnings)
     return rows
 
 
@@ -313,10 +319,7 @@ def _prepare_feedback(
         problems.append(f"cannot read the feedback data {stats.source}: {exc}")
         return stats
     problems.extend(o.message() for o in (blank_text, unknown) if o.count)
-    if leaked.count and params.on_leakage == "fail":
-        problems.append(f"{leaked.message()}; set data.on_leakage: drop_from_train to drop them")
-    elif leaked.count:
-        warnings.append(f"dropped {leaked.count} feedback text(s) that also appear in test")
+    _leakage(leaked, "feedback", params, problems, warnings)
     if duplicates:
         warnings.append(f"dropped {duplicates} feedback text(s) already in train or repeated")
     stats.dropped = leaked.count + duplicates

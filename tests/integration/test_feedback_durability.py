@@ -10,24 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from tests.conftest import SECURITY_OFF
-from tests.helpers import bentoml_serve, wait_for
+from tests.helpers import bentoml_serve, serve_workers, wait_for
 from textclf.core.crypto import Sealer, decode_data_key, new_data_key
 from textclf.core.feedback_log import feedback_logs, iter_feedback
 
 pytestmark = pytest.mark.integration
 SENDERS = 12
-
-
-def _workers(port: int) -> list[psutil.Process]:
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if "serve" in cmdline and "--port" in cmdline and str(port) in cmdline:
-            return [child for child in proc.children(recursive=True) if "python" in child.name().lower()]
-    raise AssertionError(f"no bentoml serve process on port {port}")
 
 
 def test_a_killed_worker_loses_no_acknowledged_feedback(built_bento: dict[str, str], tmp_path: Path) -> None:
@@ -73,13 +64,16 @@ def test_a_killed_worker_loses_no_acknowledged_feedback(built_bento: dict[str, s
             senders = [pool.submit(send, i) for i in range(SENDERS)]
             try:
                 wait_for(lambda: len(acknowledged) >= 200, 60, "feedback flowing")
-                victim = _workers(port)[0]
+                victim = serve_workers(port)[0]
                 os.kill(victim.pid, signal.SIGKILL)
                 killed_at = len(acknowledged)
                 # the arbiter starts a new worker; feedback keeps being acknowledged after the kill
                 wait_for(lambda: len(acknowledged) >= killed_at + 200, 90, "feedback after the kill")
                 wait_for(
-                    lambda: victim.pid not in {w.pid for w in _workers(port)} and len(_workers(port)) == 2,
+                    lambda: (
+                        victim.pid not in {w.pid for w in serve_workers(port)}
+                        and len(serve_workers(port)) == 2
+                    ),
                     90,
                     "a new worker",
                 )

@@ -47,6 +47,7 @@ CRD_SCHEMAS = {
     "PrometheusRule": K8S / "schemas" / "prometheusrule-monitoring-v1.json",
 }
 REQUIRE_ENV = "REQUIRE_K8S_TOOLS"
+IMAGE_HOME = "/home/bentoml"  # the image user's home inside the container, not a path of this machine
 BENTOML_UID = 1034  # the `bentoml` user of BentoML's image
 WRITABLE = ("emptyDir", "persistentVolumeClaim")
 SETTINGS_DIRS = ("home", "profiles_dir", "audit_dir", "feedback_dir")  # what the server writes
@@ -190,14 +191,14 @@ def deployment_problems(deployment: dict[str, Any], settings_env: dict[str, str]
     # every folder the server writes to, on a writable volume (the image's filesystem is read-only)
     env = {e["name"]: e.get("value") for e in c.get("env", [])}
     writable = [(f"{env_name(n)}", str(settings.path(n))) for n in SETTINGS_DIRS]
-    writable += [("HOME", env.get("HOME") or "/home/bentoml"), ("/tmp", "/tmp")]
-    writable += [("BENTOML_HOME", env.get("BENTOML_HOME") or "/home/bentoml/")]  # the image's default
+    writable += [("HOME", env.get("HOME") or IMAGE_HOME), ("/tmp", "/tmp")]
+    writable += [("BENTOML_HOME", env.get("BENTOML_HOME") or f"{IMAGE_HOME}/")]  # the image's default
     for what, path in writable:
         mount = _mount_of(path, mounts)
         volume = volumes.get(mount["name"], {}) if mount else {}
         if not any(kind in volume for kind in WRITABLE) or mount.get("readOnly"):
             problems.append(f"{what}={path} is not on a writable volume")
-    # workers = CPUs: Python sees the node's cores, so the default would oversubscribe the limit
+    # workers = CPUs, explicitly (the default follows the cgroup quota too; the manifest should say it)
     cpu_limit = _cpu(str(c.get("resources", {}).get("limits", {}).get("cpu", "0")))
     if settings.workers != max(1, int(cpu_limit)):
         problems.append(f"TEXTCLF_WORKERS={settings.workers} but the CPU limit is {cpu_limit}")
@@ -505,7 +506,7 @@ BROKEN_POD = {  # the schema allows each; deployment_problems must not
     "data key not where the settings look": _named("volume", "data-key", "secret.items.0.path", "key"),
     "HOME on the read-only image": _named("mount", "state", "mountPath", "/var/lib/other"),
     "no /tmp": _named("mount", "tmp", "mountPath", "/scratch"),
-    "BentoML's home in the image": _named("mount", "bentoml-home", "mountPath", "/home/bentoml"),
+    "BentoML's home in the image": _named("mount", "bentoml-home", "mountPath", IMAGE_HOME),
     "writable image filesystem": _set(f"{C0}.securityContext.readOnlyRootFilesystem", False),
     "privilege escalation": _set(f"{C0}.securityContext.allowPrivilegeEscalation", True),
     "runs as root": _set(f"{POD}.securityContext.runAsUser", 0),

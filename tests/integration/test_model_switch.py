@@ -14,12 +14,11 @@ from pathlib import Path
 
 import bentoml
 import httpx
-import psutil
 import pytest
 
 from bench.load import WrkRun, write_bodies
 from tests.conftest import SECURITY_OFF
-from tests.helpers import bentoml_serve, tiny_rows, wait_for
+from tests.helpers import bentoml_serve, serve_workers, tiny_rows, wait_for
 from tests.integration.test_monitoring_server import samples
 from textclf.core.crypto import new_data_key
 from textclf.core.served_model import write_served_model
@@ -91,12 +90,7 @@ def _count(url: str, name: str, **labels: str) -> float:
 
 def _workers_rss_mb(port: int) -> list[float]:
     """Resident memory of the server's worker processes (children of `bentoml serve` on `port`)."""
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if "serve" in cmdline and "--port" in cmdline and str(port) in cmdline:
-            children = proc.children(recursive=True)
-            return sorted(child.memory_info().rss / 2**20 for child in children)
-    raise AssertionError(f"no bentoml serve process on port {port}")
+    return sorted(worker.memory_info().rss / 2**20 for worker in serve_workers(port))
 
 
 def _audit_actions(folder: Path) -> list[dict]:

@@ -19,7 +19,7 @@ from auth.credentials import CredentialsError, add_principal, check_scopes, load
 from auth.keys import KeyRingError, init_ring, load_ring, retire, retire_expired, rotate
 from auth.scopes import SCOPES
 from auth.tokens import TokenService
-from textclf.core.settings import Settings, SettingsError, load_settings
+from textclf.cli.common import cli_settings
 
 app = typer.Typer(help="Signing keys, clients and users of the token endpoint.", no_args_is_help=True)
 console = Console(stderr=True)  # the same stderr console as textclf.cli.common
@@ -31,19 +31,12 @@ AlgOption = typer.Option(None, "--alg", help="RS256 or HS256 (default: TEXTCLF_T
 ScopeOption = typer.Option(..., "--scope", help=f"Space-separated scopes: some of {' '.join(SCOPES)}.")
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        raise _fail(str(exc)) from None
-
-
 def _folder(auth_dir: Path | None) -> Path:
-    return auth_dir.expanduser() if auth_dir else _settings().path("auth_dir")
+    return auth_dir.expanduser() if auth_dir else cli_settings().path("auth_dir")
 
 
 def _audit(action: str, **fields: object) -> None:
-    record_operator_action(_settings(), action, **fields)
+    record_operator_action(cli_settings(), action, **fields)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -59,7 +52,7 @@ def init(
     """Create the signing key ring (idempotent)."""
     folder = _folder(auth_dir)
     try:
-        created = init_ring(folder, alg or _settings().token_alg)
+        created = init_ring(folder, alg or cli_settings().token_alg)
     except KeyRingError as exc:
         raise _fail(str(exc)) from None
     if created:
@@ -141,7 +134,7 @@ def rotate_key(
     """New active signing key; tokens of the previous key stay valid until they expire."""
     folder = _folder(auth_dir)
     try:
-        kid = rotate(folder, alg or _settings().token_alg)
+        kid = rotate(folder, alg or cli_settings().token_alg)
     except KeyRingError as exc:
         raise _fail(str(exc)) from None
     _audit("rotate-key", kid=kid)
@@ -158,7 +151,7 @@ def retire_key(
     """Delete rotated-out keys: every token they signed is refused from then on."""
     folder = _folder(auth_dir)
     try:
-        retired = [kid] if kid else retire_expired(folder, _settings().token_ttl_s)
+        retired = [kid] if kid else retire_expired(folder, cli_settings().token_ttl_s)
         if kid:
             retire(folder, kid)
     except KeyRingError as exc:
@@ -175,7 +168,7 @@ def token(
     auth_dir: Path | None = AuthDirOption,
 ) -> None:
     """Mint an access token from the local signing key (for scripts and tests)."""
-    settings = _settings()
+    settings = cli_settings()
     try:
         scopes = check_scopes(scope.split())
     except CredentialsError as exc:
@@ -217,7 +210,7 @@ def data_key(
     from auth.keys import write_private
     from textclf.core.crypto import DataKeyError, load_data_key, new_data_key
 
-    settings = _settings()
+    settings = cli_settings()
     target = (output or settings.default_data_key_file).expanduser()
     if if_missing:
         try:

@@ -13,6 +13,7 @@ from textclf import paths
 from textclf.core.variants import CHAMPION, Variant, VariantError
 
 if TYPE_CHECKING:
+    from textclf.core.settings import Settings
     from training.params import Params
 
 console = Console(stderr=True)
@@ -32,6 +33,16 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error and return the Exit to raise (`raise fail(...)`)."""
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
+
+
+def cli_settings() -> Settings:
+    """The TEXTCLF_* settings, or a clear failure naming the variable."""
+    from textclf.core.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
 
 
 def load(params_file: Path) -> Params:

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from textclf.cli.common import ParamsOption, console, fail, load, print_json
+from textclf.cli.common import ParamsOption, cli_settings, console, fail, load, print_json
 
 app = typer.Typer()
 
@@ -20,20 +20,11 @@ LogsOption = typer.Option(
 )
 
 
-def _settings():
-    from textclf.core.settings import SettingsError, load_settings
-
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        raise fail(str(exc)) from None
-
-
 def _serve(champion: str, challenger: str | None, by: str) -> None:
     """Tell following servers (textclf.core.served_model) what to serve and shadow."""
     from textclf.core.served_model import write_served_model
 
-    path = _settings().served_model_path
+    path = cli_settings().served_model_path
     write_served_model(path, champion, challenger, by)
     shadowed = f", shadowing {challenger}" if challenger else ""
     console.print(f"servers following {path} now serve {champion}{shadowed}")
@@ -42,7 +33,7 @@ def _serve(champion: str, challenger: str | None, by: str) -> None:
 def _audit(action: str, **fields: object) -> None:
     from auth.audit import record_operator_action
 
-    record_operator_action(_settings(), action, **fields)
+    record_operator_action(cli_settings(), action, **fields)
 
 
 @app.command()
@@ -69,7 +60,7 @@ def retrain(
         print_json(jobs.read_state(STATE_DIR))
         return
     params = load(params_file)
-    logs = feedback_dir.expanduser() if feedback_dir else _settings().path("feedback_dir")
+    logs = feedback_dir.expanduser() if feedback_dir else cli_settings().path("feedback_dir")
     _audit("retrain-start", feedback_dir=str(logs))
     try:
         result = run_retrain(params, logs_dir=logs)
@@ -194,7 +185,7 @@ def retrain_webhook(
     from monitoring.retrain_trigger import RetrainTrigger, serve
     from textclf.loop.retrain import STATE_DIR
 
-    params, settings = load(params_file), _settings()
+    params, settings = load(params_file), cli_settings()
     try:
         verify = webhook_verifier(settings)
     except WebhookAuthError as exc:

@@ -202,8 +202,7 @@ def read_sealed_lines(
     when it has no newline (a write cut short, or one still in progress), or a line the log marked torn
     when it reopened the file. Any other bad line (wrong key, tampering) still stops the read."""
     with Path(path).open("rb") as handle:
-        lines = list(enumerate(handle, 1)) if skip_torn else enumerate(handle, 1)
-        for index, (number, raw) in enumerate(lines):
+        for number, raw, following in _with_next(handle):
             line = raw.strip()
             if not line or line == TORN_MARK:
                 continue
@@ -211,7 +210,7 @@ def read_sealed_lines(
                 body = sealer.open(base64.urlsafe_b64decode(line), aad)
                 record = json.loads(body)
             except (SealedDataError, binascii.Error, ValueError) as exc:
-                if skip_torn and _torn(lines, index):  # type: ignore[arg-type]
+                if skip_torn and _torn(raw, following):
                     log.warning("%s:%d: skipped a torn record (a write that did not finish)", path, number)
                     continue
                 if isinstance(exc, SealedDataError):
@@ -222,9 +221,18 @@ def read_sealed_lines(
             yield number, record
 
 
-def _torn(lines: list[tuple[int, bytes]], index: int) -> bool:
+def _with_next(lines: Iterator[bytes]) -> Iterator[tuple[int, bytes, bytes | None]]:
+    """(line number, line, the line after it or None at the end): one line of look-ahead, memory flat."""
+    number, current = 0, next(lines, None)
+    while current is not None:
+        number += 1
+        following = next(lines, None)
+        yield number, current, following
+        current = following
+
+
+def _torn(raw: bytes, following: bytes | None) -> bool:
     """A line cut short: the file's last, without a newline, or one the log marked when it reopened."""
-    raw = lines[index][1]
-    if index == len(lines) - 1:
+    if following is None:
         return not raw.endswith(b"\n")
-    return lines[index + 1][1].strip() == TORN_MARK
+    return following.strip() == TORN_MARK
