@@ -115,8 +115,16 @@ class LabelScore(BaseModel):
 class Prediction(BaseModel):
     """The result for one text: the best label, its probability, and optionally the top k."""
 
-    label: str
-    score: float = Field(description="Probability of `label`, in [0, 1].")
+    label: str | None = Field(
+        description="The most probable label; null when the server abstained (the text fits no class "
+        "well enough)."
+    )
+    score: float = Field(description="Probability of the most probable label, in [0, 1].")
+    abstained: bool = Field(
+        default=False,
+        description="True when the score is below the model's abstention threshold (set at export from "
+        "a target precision; off by default): `label` is null and `top_k` lists the best candidates.",
+    )
     top_k: list[LabelScore] | None = None
 
 
@@ -132,6 +140,9 @@ class ModelInfo(BaseModel):
     data_sha256: str
     mlflow_run_id: str | None = None
     registered_version: str | None = None
+    abstain_below: float | None = Field(
+        default=None, description="Top scores below this get `abstained: true` (null: never abstains)."
+    )
 
 
 class ClassifyOutput(IORootModel[list[Prediction]]):

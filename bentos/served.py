@@ -17,7 +17,7 @@ import numpy as np
 from bentos.config import SETTINGS
 from bentos.schemas import ModelInfo
 from textclf.core.artifacts import ModelFiles
-from textclf.core.contract import MODEL_FILE, ModelMetadata, check_model_folder, model_version
+from textclf.core.contract import MODEL_FILE, ModelMetadata, check_model_folder, version_of
 from textclf.core.runtime import OnnxClassifier
 
 PROBE = ["is this model whole"]
@@ -54,7 +54,7 @@ def verify_model(tag: str, folder: Path) -> tuple[list[str], ModelMetadata]:
         onnx = ModelFiles(folder).read(MODEL_FILE)
     except (OSError, ValueError) as exc:  # contract, sealing and key errors are ValueErrors
         raise ModelRefused(f"{tag}: {exc}") from None
-    version = model_version(onnx, metadata.temperature, metadata.lowercase)
+    version = version_of(onnx, metadata)
     stored_as = tag.rpartition(":")[2]
     if version != metadata.version or version != stored_as:
         raise ModelRefused(
@@ -96,5 +96,6 @@ def load_served(tag: str, folder: Path | None = None, labels: list[str] | None =
         data_sha256=metadata.data_sha256,
         mlflow_run_id=metadata.mlflow_run_id,
         registered_version=metadata.registered_version,
+        abstain_below=metadata.abstain_below,
     )
     return Served(tag, folder, classifier, info)

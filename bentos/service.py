@@ -40,7 +40,7 @@ from monitoring.http_metrics import HttpMetrics, metrics_page
 from monitoring.model_metrics import ModelMetrics
 from textclf.core.crypto import load_data_key
 from textclf.core.offline import go_offline
-from textclf.core.runtime import Timings
+from textclf.core.runtime import ABSTAIN_CANDIDATES, Timings, answer
 from textclf.core.served_model import ServedModelError
 
 if TYPE_CHECKING:  # whylogs loads only where profiles are on
@@ -105,6 +105,7 @@ class TextClassifier:
                 family=self.info.family,
                 precision=self.info.precision,
                 low_confidence=SETTINGS.low_confidence,
+                abstain_below=served.classifier.abstain_below,
             ).start()
             if SETTINGS.metrics
             else None
@@ -167,6 +168,7 @@ class TextClassifier:
                     "family": previous.family,
                     "precision": previous.precision,
                 },
+                abstain_below=new.classifier.abstain_below,
             )
         old.stop()
         gone = weakref.ref(old.served.classifier)
@@ -230,19 +232,13 @@ class TextClassifier:
             self.metrics.note_batch(texts, probs, encodings, timings.tokenize_s, timings.inference_s)
         if state.profiler is not None:
             state.profiler.offer(texts, probs, encodings)
+        threshold = classifier.abstain_below
         widest = max((q.top_k or 1) for q in queries)
-        ranked = classifier.top_k(probs, widest)
+        ranked = classifier.top_k(probs, widest if threshold is None else max(widest, ABSTAIN_CANDIDATES))
         shadow = self.lifecycle.shadow if self.lifecycle is not None else None
         if shadow is not None:
             shadow.offer(texts, [best[0].label for best in ranked])
-        return [
-            {
-                "label": best[0].label,
-                "score": best[0].score,
-                "top_k": [{"label": s.label, "score": s.score} for s in best[: q.top_k]] if q.top_k else None,
-            }
-            for q, best in zip(queries, ranked, strict=True)
-        ]
+        return [answer(best, q.top_k, threshold) for q, best in zip(queries, ranked, strict=True)]
 
     @bentoml.api(route="/feedback")
     def feedback(self, items: FeedbackItems, ctx: bentoml.Context) -> FeedbackReceipt:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from converters import parity
+from converters.abstention import Abstention, fit_threshold
 from converters.calibration import Calibration, calibrate
 from converters.exporters import Int8Options, exporter_for
 from converters.reference import write_reference_profile, write_vocabulary
@@ -30,6 +31,7 @@ from textclf.core.contract import (
     check_exported_folder,
     model_version,
     read_model_folder,
+    version_of,
     write_metadata,
     write_model_folder,
 )
@@ -81,9 +83,25 @@ def _calibrate_variant(folder: Path, validation: Examples, test: Examples) -> Ca
         np.array([index[label] for label in test.labels]),
     )
     _, metadata = read_model_folder(folder)
-    version = model_version((folder / MODEL_FILE).read_bytes(), calibration.temperature, metadata.lowercase)
-    write_metadata(folder, replace(metadata, temperature=calibration.temperature, version=version))
+    calibrated = replace(metadata, temperature=calibration.temperature)
+    write_metadata(
+        folder, replace(calibrated, version=version_of((folder / MODEL_FILE).read_bytes(), calibrated))
+    )
     return calibration
+
+
+def _fit_abstention(folder: Path, validation: Examples, target_precision: float) -> Abstention:
+    """Fit the variant's abstention threshold on the validation split's calibrated scores and record it
+    (with the version it implies) in the folder's metadata."""
+    served = OnnxClassifier(folder)
+    probs = parity.chunked(served.predict_proba, validation.texts)
+    index = {label: i for i, label in enumerate(served.labels)}
+    targets = np.array([index[label] for label in validation.labels])
+    abstention = fit_threshold(probs.max(axis=1), probs.argmax(axis=1) == targets, target_precision)
+    _, metadata = read_model_folder(folder)
+    fitted = replace(metadata, abstain_below=abstention.threshold)
+    write_metadata(folder, replace(fitted, version=version_of((folder / MODEL_FILE).read_bytes(), fitted)))
+    return abstention
 
 
 def _quantize_int8(onnx_bytes: bytes, options: Int8Options) -> bytes:
@@ -139,8 +157,19 @@ def export(params: Params, model_dir: Path, out_dir: Path, reports_dir: Path) ->
             json.dumps(results, indent=2) + "\n", encoding="utf-8"
         )
     calibrations = _calibrate_and_profile(out_dir, (fp32, *int8), validation, Examples(texts, labels))
+    abstentions: dict[str, Abstention] = {}
+    if params.abstain.target_precision is not None:
+        for variant in (fp32, *int8):
+            folder = out_dir / variant.precision
+            abstentions[variant.precision] = _fit_abstention(
+                folder, validation, params.abstain.target_precision
+            )
+    report = {
+        p: c.as_dict() | ({"abstention": abstentions[p].as_dict()} if p in abstentions else {})
+        for p, c in calibrations.items()
+    }
     (reports_dir / f"calibration_{model.name}.json").write_text(
-        json.dumps({p: c.as_dict() for p, c in calibrations.items()}, indent=2) + "\n", encoding="utf-8"
+        json.dumps(report, indent=2) + "\n", encoding="utf-8"
     )
     _log_to_mlflow(params, run["run_id"], out_dir, results, calibrations)
     for variant in (fp32, *int8):

@@ -55,7 +55,13 @@ FLUSH_S = 1.0
 # (multi-process mode, this machine: 1 value 2 µs vs 8 µs; 16 values 39 µs vs 16 µs; 256: 509 vs 18)
 LOOP_UP_TO = 4
 
-PREDICTIONS = Counter("textclf_predictions", "Answers given, by predicted label.", ["label"])
+PREDICTIONS = Counter(
+    "textclf_predictions", "Answers given, by predicted label (abstentions aside).", ["label"]
+)
+ABSTAINED = Counter(
+    "textclf_abstained",
+    "Answers with no label: the top probability was below the model's abstention threshold.",
+)
 CONFIDENCE = Histogram(
     "textclf_prediction_confidence", "Top probability of each answer.", buckets=CONFIDENCE_BUCKETS
 )
@@ -192,10 +198,12 @@ class ModelMetrics:
         family: str,
         precision: str,
         low_confidence: float,
+        abstain_below: float | None = None,
         flush_s: float = FLUSH_S,
     ):
         self.labels = list(labels)
         self.low_confidence = low_confidence
+        self.abstain_below = abstain_below  # the served model's; None: it never abstains
         self.flush_s = flush_s
         self._predictions = [PREDICTIONS.labels(label=label) for label in self.labels]  # every label at 0
         self._errors = {kind: PROFILE_ERRORS.labels(kind=kind) for kind in ERROR_KINDS}
@@ -214,10 +222,18 @@ class ModelMetrics:
         self._thread: threading.Thread | None = None
 
     def set_model(
-        self, *, name: str, version: str, family: str, precision: str, previous: dict[str, str]
+        self,
+        *,
+        name: str,
+        version: str,
+        family: str,
+        precision: str,
+        previous: dict[str, str],
+        abstain_below: float | None = None,
     ) -> None:
         """The served model changed: its info series at 1, the previous one's at 0 (max over workers: 1
         while any worker still serves it)."""
+        self.abstain_below = abstain_below
         MODEL_INFO.labels(**previous).set(0)
         MODEL_INFO.labels(name=name, version=version, family=family, precision=precision).set(1)
 
@@ -281,6 +297,12 @@ class ModelMetrics:
         self, predicted: np.ndarray, confidence: np.ndarray, chars: np.ndarray, tokens: np.ndarray
     ) -> None:
         """Answers (predicted label indices, top probabilities) and their texts' sizes, in bulk."""
+        if self.abstain_below is not None:
+            answered = confidence >= self.abstain_below
+            abstained = len(answered) - int(np.count_nonzero(answered))
+            if abstained:
+                ABSTAINED.inc(abstained)
+                predicted = predicted[answered]
         counts = np.bincount(predicted, minlength=len(self._predictions))
         for i in np.flatnonzero(counts):
             self._predictions[i].inc(float(counts[i]))

@@ -3,7 +3,8 @@
 Every table that a command measures or a class defines is generated, never typed: the model comparison
 (reports/comparison.json + champion.json, written by `textclf select`), the throughput tables
 (reports/bench.json and reports/bench_workers*.json, written by `textclf bench`), the drift check's
-measured power (reports/drift_eval.json, `textclf drift-eval`) and the settings table
+measured power (reports/drift_eval.json, `textclf drift-eval`), abstention on held-out intents
+(reports/abstain_eval.json, `textclf abstain-eval`) and the settings table
 (textclf.core.settings).
 `textclf readme --check` (and a test) fails when the README and its sources differ.
 """
@@ -79,6 +80,13 @@ def _drift_eval(reports: Path) -> str | None:
     return markdown(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
 
 
+def _abstain_eval(reports: Path) -> str | None:
+    from bench.abstain_eval import markdown
+
+    path = reports / "abstain_eval.json"
+    return markdown(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+
+
 def _calibration(reports: Path) -> str | None:
     """Temperature and expected calibration error before → after, per variant (the export's reports)."""
     files = sorted(reports.glob("calibration_*.json"))
@@ -129,6 +137,7 @@ GENERATORS: dict[str, Callable[[Path], str | None]] = {
     "settings": _settings,
     "scaling": _scaling,
     "drift_eval": _drift_eval,
+    "abstain_eval": _abstain_eval,
     "calibration": _calibration,
     "soak": _target_table("soak"),
     "switch": _target_table("switch"),

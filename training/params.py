@@ -170,6 +170,13 @@ class RetrainParams(_Section):
     git_commit: bool = True  # commit the new data version's .dvc file and dvc.lock (in a git repo)
 
 
+class AbstainParams(_Section):
+    """Out-of-scope texts: the server abstains (label null) below a score threshold fitted per variant at
+    export, on the validation split, as the lowest score at which the answered texts reach this precision."""
+
+    target_precision: float | None = Field(None, gt=0, le=1)  # None: never abstain
+
+
 class RegistryParams(_Section):
     model_name: str = "banking77-intent"
     experiment: str = "banking77"
@@ -183,6 +190,7 @@ class Params(_Section):
     bert: BertParams = BertParams()
     gate: GateParams = GateParams()
     export: ExportParams = ExportParams()
+    abstain: AbstainParams = AbstainParams()
     champion: ChampionParams = ChampionParams()
     registry: RegistryParams = RegistryParams()
     promotion: PromotionParams = PromotionParams()

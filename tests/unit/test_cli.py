@@ -63,6 +63,7 @@ CASES: dict[tuple[str, ...], tuple[list[str], int, str]] = {
     ("bench",): (["--targets", "warp"], 1, "unknown targets ['warp']"),
     ("drift",): (["--model", "logreg", "--params", "{params}"], 2, "no exported model 'logreg'"),
     ("drift-eval",): (["--model", "logreg", "--params", "{params}"], 1, "no exported model 'logreg'"),
+    ("abstain-eval",): (["--families", "gpt", "--params", "{params}"], 1, "unknown model families ['gpt']"),
     ("readme",): (["--readme", "nothing.md", "--check"], 1, "stale generated block(s): settings"),
     ("token",): (["--sub", "ci", "--scope", "root"], 1, "scopes must be some of classify"),
     ("auth", "init"): ([], 0, "created the key ring"),

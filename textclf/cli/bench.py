@@ -192,3 +192,73 @@ def drift_eval(
     console.print(markdown(data))
     if readme is not None and not replace_block(readme, "drift_eval", markdown(data)):
         console.print(f"[yellow]warning:[/] {readme} has no drift_eval block; not updated")
+
+
+@app.command("abstain-eval")
+def abstain_eval(
+    held_out: int = typer.Option(10, min=1, help="Intents held out of training: the out-of-scope texts."),
+    target_precision: float = typer.Option(
+        0.95, min=0.01, max=1.0, help="Precision the abstention threshold is fitted for (validation split)."
+    ),
+    families: str = typer.Option("logreg,lstm,bert", help="Comma-separated model families to build."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="A parameter changed for this run, section.key=value (e.g. bert.epochs=4)."
+    ),
+    seed: int = typer.Option(0, help="Seed of the held-out draw."),
+    workdir: Path = typer.Option(
+        Path("artifacts/abstain-eval"), help="Private project folder (own MLflow store and BentoML home)."
+    ),
+    output: Path = typer.Option(
+        Path("reports/abstain_eval.json"), "--output", "-o", help="Where to write the JSON."
+    ),
+    readme: Path | None = typer.Option(
+        None, help="Also write the table into this README's abstain_eval block."
+    ),
+    params_file: Path = ParamsOption,
+) -> None:
+    """Measure abstention: train every family without some intents, then AUROC, FPR at 95% recall and
+    in-scope accuracy with abstention on the test split (long: it trains each family)."""
+    import yaml
+
+    from bench.abstain_eval import Split, evaluate, markdown
+    from textclf.core.records import RecordFormatError
+    from textclf.readme import replace_block
+    from training.data import load_texts_labels
+    from training.families.factory import FAMILIES
+
+    chosen = [f.strip() for f in families.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in FAMILIES]
+    if not chosen or unknown:
+        raise fail(
+            f"unknown model families {unknown or 'none given'}; use some of {', '.join(FAMILIES)}"
+        )
+    p = load(params_file)
+    for split in (p.data.prepared_train, p.data.prepared_test):
+        if not split.is_file():
+            raise fail(f"{split} not found: run `dvc repro validate` first")
+    try:
+        train = Split(*load_texts_labels(p.data.prepared_train, "text", "label"))
+        test = Split(*load_texts_labels(p.data.prepared_test, "text", "label"))
+    except (OSError, RecordFormatError) as exc:
+        raise fail(f"cannot read the prepared splits: {exc}") from None
+    try:
+        data = evaluate(
+            yaml.safe_load(params_file.read_text(encoding="utf-8")),
+            train,
+            test,
+            workdir=workdir.resolve(),
+            families=chosen,
+            held_out=held_out,
+            target_precision=target_precision,
+            seed=seed,
+            overrides=overrides,
+            command=" ".join(["textclf", "abstain-eval", *sys.argv[2:]]),
+            log=lambda line: console.print(f"[cyan]abstain-eval[/] {line}"),
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise fail(str(exc)) from None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    console.print(markdown(data))
+    if readme is not None and not replace_block(readme, "abstain_eval", markdown(data)):
+        console.print(f"[yellow]warning:[/] {readme} has no abstain_eval block; not updated")

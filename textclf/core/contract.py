@@ -52,6 +52,9 @@ class ModelMetadata:
     temperature: float = 1.0
     # text models: the runtime lower-cases texts (Python's str.lower) before the graph, as training did
     lowercase: bool = False
+    # out of scope: below this calibrated top score the server abstains (label null); fitted on the
+    # validation split for params' abstain.target_precision; None: never abstains
+    abstain_below: float | None = None
 
     @property
     def variant(self) -> Variant:
@@ -64,18 +67,27 @@ class ModelMetadata:
         return f"{self.variant.store_name}:{self.version}"
 
 
-def model_version(onnx_bytes: bytes, temperature: float = 1.0, lowercase: bool = False) -> str:
-    """A model's version: a hash of what its served probabilities depend on, the ONNX bytes, the
-    temperature and the runtime's lower-casing (uncalibrated, graph as it is: the ONNX bytes alone).
-    Same model, same version; a new calibration of the same graph is a new version, so the store and
-    the Bento never keep a stale one. The server recomputes it before it switches to a new model: a
+def model_version(
+    onnx_bytes: bytes, temperature: float = 1.0, lowercase: bool = False, abstain_below: float | None = None
+) -> str:
+    """A model's version: a hash of what its answers depend on, the ONNX bytes, the temperature, the
+    runtime's lower-casing and the abstention threshold (uncalibrated, graph as it is: the ONNX bytes
+    alone). Same model, same version; a new calibration of the same graph is a new version, so the store
+    and the Bento never keep a stale one. The server recomputes it before it switches to a new model: a
     file changed since the export is refused."""
     digest = hashlib.sha256(onnx_bytes)
     if temperature != 1.0:
         digest.update(f"\ntemperature={temperature!r}".encode())
     if lowercase:
         digest.update(b"\nlowercase")
+    if abstain_below is not None:
+        digest.update(f"\nabstain_below={abstain_below!r}".encode())
     return digest.hexdigest()[:16]
+
+
+def version_of(onnx_bytes: bytes, metadata: ModelMetadata) -> str:
+    """The version `metadata` implies for these ONNX bytes (what `model_version` hashes, read from it)."""
+    return model_version(onnx_bytes, metadata.temperature, metadata.lowercase, metadata.abstain_below)
 
 
 def write_model_folder(folder: Path, onnx_bytes: bytes, labels: list[str], metadata: ModelMetadata) -> None:
@@ -123,6 +135,13 @@ def read_model_files(files: ModelFiles) -> tuple[list[str], ModelMetadata]:
     ):
         raise ContractError(
             f"{folder}/{METADATA_FILE}: temperature must be a positive number, not {temperature!r}"
+        )
+    threshold = metadata.abstain_below
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1
+    ):
+        raise ContractError(
+            f"{folder}/{METADATA_FILE}: abstain_below must be null or a number in [0, 1], not {threshold!r}"
         )
     return labels, metadata
 

@@ -35,6 +35,31 @@ class Scored:
     score: float
 
 
+ABSTAIN_CANDIDATES = 3  # labels listed with an abstained answer that asked for no top_k
+
+
+def answer(best: list[Scored], top_k: int | None, abstain_below: float | None) -> dict:
+    """One text's answer as the API gives it: the best label and its score, `abstained` (label None)
+    when that score is below the model's threshold, and the `top_k` best labels when asked for; an
+    abstained answer lists its ABSTAIN_CANDIDATES best candidates even when none were asked for.
+    `best`: the text's labels, best first (`OnnxClassifier.top_k`), at least as many as will be listed."""
+    top = best[0]
+    if abstain_below is not None and top.score < abstain_below:
+        listed = best[: top_k or ABSTAIN_CANDIDATES]
+        return {
+            "label": None,
+            "score": top.score,
+            "abstained": True,
+            "top_k": [{"label": s.label, "score": s.score} for s in listed],
+        }
+    return {
+        "label": top.label,
+        "score": top.score,
+        "abstained": False,
+        "top_k": [{"label": s.label, "score": s.score} for s in best[:top_k]] if top_k else None,
+    }
+
+
 @dataclass(slots=True)
 class Timings:
     """Where one `predict` call spent its time (seconds), for the server's metrics: `inference_s` in
@@ -148,6 +173,7 @@ class OnnxClassifier:
         folder = files.folder
         self.labels, self.metadata = read_model_files(files)
         self.temperature = float(self.metadata.temperature)  # calibration, applied in `predict`
+        self.abstain_below = self.metadata.abstain_below  # applied by `answer` (None: never abstains)
         self._labels = np.asarray(self.labels, dtype=object)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -239,6 +265,11 @@ class OnnxClassifier:
         if timings is not None:
             timings.tokenize_s, timings.inference_s = clock() - started - inference, inference
         return out, encodings
+
+    def answers(self, probs: np.ndarray, top_k: int | None = None) -> list[dict]:
+        """Every row's answer as the API gives it (`answer`), for callers outside the server."""
+        widest = max(top_k or 1, ABSTAIN_CANDIDATES if self.abstain_below is not None else 1)
+        return [answer(best, top_k, self.abstain_below) for best in self.top_k(probs, widest)]
 
     def top_k(self, probs: np.ndarray, k: int) -> list[list[Scored]]:
         """The k best labels per row, best first."""
