@@ -247,14 +247,19 @@ ROWS: tuple[Row, ...] = (
             ),
             Panel(
                 "Confidence",
-                "Mean top probability, its 10th percentile, and the share of answers under "
-                "TEXTCLF_LOW_CONFIDENCE (TextclfLowConfidenceRate fires above 25%).",
+                "Mean top probability, its 10th percentile, the share of answers under "
+                "TEXTCLF_LOW_CONFIDENCE (TextclfLowConfidenceRate fires above 25%), and the share the "
+                "model abstained on (below its abstention threshold, when it has one).",
                 (
                     Query(mean("textclf_prediction_confidence"), "mean confidence"),
                     Query(quantile(0.1, "textclf_prediction_confidence"), "p10 confidence"),
                     Query(
                         f"{rate('textclf_low_confidence_total')} / {rate('textclf_predictions_total')}",
                         "low-confidence share",
+                    ),
+                    Query(
+                        f"{rate('textclf_abstained_total')} / {rate('textclf_predictions_total')}",
+                        "abstained share",
                     ),
                 ),
                 unit="percentunit",

@@ -56,7 +56,7 @@ FLUSH_S = 1.0
 LOOP_UP_TO = 4
 
 PREDICTIONS = Counter(
-    "textclf_predictions", "Answers given, by predicted label (abstentions aside).", ["label"]
+    "textclf_predictions", "Answers given, by top label (abstained ones too).", ["label"]
 )
 ABSTAINED = Counter(
     "textclf_abstained",
@@ -298,11 +298,9 @@ class ModelMetrics:
     ) -> None:
         """Answers (predicted label indices, top probabilities) and their texts' sizes, in bulk."""
         if self.abstain_below is not None:
-            answered = confidence >= self.abstain_below
-            abstained = len(answered) - int(np.count_nonzero(answered))
+            abstained = int(np.count_nonzero(confidence < self.abstain_below))
             if abstained:
                 ABSTAINED.inc(abstained)
-                predicted = predicted[answered]
         counts = np.bincount(predicted, minlength=len(self._predictions))
         for i in np.flatnonzero(counts):
             self._predictions[i].inc(float(counts[i]))

@@ -100,5 +100,4 @@ def test_a_server_abstains_below_the_threshold(
             30,
             "the abstentions on /metrics",
         )
-        answered = sum(samples(url)["textclf_predictions_total"].values())
-        assert answered == 2 * len(texts) - abstained
+        assert sum(samples(url)["textclf_predictions_total"].values()) == 2 * len(texts)  # every answer

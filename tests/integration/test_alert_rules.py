@@ -51,6 +51,7 @@ METRICS = {
     "textclf_predictions_total",
     "textclf_prediction_confidence",
     "textclf_low_confidence_total",
+    "textclf_abstained_total",
     "textclf_input_chars",
     "textclf_input_tokens",
     "textclf_batch_size",
