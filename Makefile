@@ -41,7 +41,7 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 venv: $(BIN)/.installed  ## create the virtual environment from the pinned requirements
 
 data: venv  ## fetch the DVC-versioned dataset from the default (offline, in-repo) remote
-	dvc pull --quiet data/raw/banking77.dvc
+	dvc pull --quiet $$($(BIN)/python -c "from training.params import load_params; print(load_params().data.dir)").dvc
 
 pipeline: data  ## reproduce the pipeline (cached steps are skipped); MODEL=lstm-int8 runs only that family
 	textclf repro --model $(MODEL)

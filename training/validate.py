@@ -332,21 +332,38 @@ def _prepare_feedback(
     return stats
 
 
-def _check_rare_labels(train: _SplitStats, params: DataParams, problems: list[str]) -> None:
+def check_file(path: Path, params: DataParams) -> None:
+    """Check one labelled file on its own, before it is split (`textclf data add`): readable, the
+    columns there, no blank text or label, no label rarer than `min_examples_per_label`; every problem
+    names the file's own lines. Raises DataValidationError."""
+    problems: list[str] = []
+    stats = _SplitStats()
+    for example in _stream_split(path, params, problems):
+        stats.counts[example.label] = stats.counts.get(example.label, 0) + 1
+        stats.first_line.setdefault(example.label, example.line)
+    _check_rare_labels(stats, params, problems, path)
+    if problems:
+        raise DataValidationError(problems)
+
+
+def _check_rare_labels(
+    train: _SplitStats, params: DataParams, problems: list[str], path: Path | None = None
+) -> None:
     """Labels with fewer training examples than `min_examples_per_label`, with the line of each."""
     rare = sorted((n, label) for label, n in train.counts.items() if n < params.min_examples_per_label)
     if not rare:
         return
+    path = params.train_path if path is None else path
     shown = ", ".join(f"{label!r} ({n} at line {train.first_line[label]})" for n, label in rare[:_SHOW]) + (
         f" and {len(rare) - _SHOW} more" if len(rare) > _SHOW else ""
     )
     hint = (
         '; a text with an unquoted comma is read as text + label: quote such texts ("a, b")'
-        if params.train_path.suffix.lower() == ".csv"
+        if path.suffix.lower() == ".csv"
         else ""
     )
     problems.append(
-        f"{params.train_path}: {len(rare)} label(s) with fewer than {params.min_examples_per_label} "
+        f"{path}: {len(rare)} label(s) with fewer than {params.min_examples_per_label} "
         f"training examples: {shown}{hint} (or lower data.min_examples_per_label)"
     )
 

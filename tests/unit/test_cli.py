@@ -66,6 +66,11 @@ CASES: dict[tuple[str, ...], tuple[list[str], int, str]] = {
     ("abstain-eval",): (["--families", "gpt", "--params", "{params}"], 1, "unknown model families ['gpt']"),
     ("readme",): (["--readme", "nothing.md", "--check"], 1, "stale generated block(s): settings"),
     ("token",): (["--sub", "ci", "--scope", "root"], 1, "scopes must be some of classify"),
+    ("data", "add"): (
+        ["data/train.csv", "--text-column", "text", "--label-column", "category", "--params", "{params}"],
+        1,
+        "is not a DVC repository",
+    ),
     ("auth", "init"): ([], 0, "created the key ring"),
     ("auth", "add-client"): (["billing", "--scope", "classify"], 0, "client billing may ask for: classify"),
     ("auth", "add-user"): (["alice", "--scope", "classify", "--password-stdin"], 0, "user alice may ask"),
