@@ -24,3 +24,5 @@ class BatchSummary:
     refused_chunks: int = 0  # chunks the server answered with a 4xx
     chunks: int = 0  # chunks read (including those with nothing to send)
     chunk_size: int = 0  # texts per request actually used (capped at the server's limit)
+    resumed_rows: int = 0  # rows a resumed run found already written (counted in rows_in/rows_out)
+    seconds: float = 0.0  # time spent classifying in this run (from the first request to the last row)

@@ -155,3 +155,28 @@ def schema_limit(client: bentoml.AsyncHTTPClient, field: str, key: str) -> int |
     """A limit the server publishes in its /schema.json (e.g. maxItems of `texts`)."""
     limit = client.endpoints[API].input.get("properties", {}).get(field, {}).get(key)
     return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+
+
+PROBE_ROWS = 8  # rows whose answers identify the model when GET /model cannot be read
+
+
+async def served_model(
+    client: bentoml.AsyncHTTPClient, probe: Chunk | None, retries: int, summary: BatchSummary
+) -> dict[str, Any]:
+    """What identifies the served model: name and version from GET /model (scope model:read), and
+    always the answers to `probe` (the input's first texts), which stand in for the version when the
+    token may not read /model. A resume compares these with the checkpoint's (batch.checkpoint)."""
+    identity: dict[str, Any] = {}
+    try:
+        response = await client.request("GET", "/model")
+        if response.status_code == HTTPStatus.OK:
+            info = response.json()
+            if isinstance(info, dict) and isinstance(info.get("version"), str):
+                identity.update(name=info.get("name"), version=info["version"])
+    except (httpx.HTTPError, ValueError):
+        pass  # no /model, or not readable: the probe answers decide alone
+    if probe is not None:  # a chunk the server refuses (a 4xx) leaves the version alone to decide
+        done = await classify(client, probe, None, retries, summary)
+        answers = [done.results[i][0] for i in done.sent]
+        identity["probe"] = [[a["label"], round(float(a["score"]), 6)] for a in answers if a is not None]
+    return identity

@@ -18,10 +18,11 @@ from textclf.core.records import (
     CSV_SUFFIXES,
     JSONL_SUFFIXES,
     Format,
+    Position,
     Record,
     RecordFormatError,
     csv_columns,
-    iter_records,
+    iter_records_at,
     record_format,
 )
 
@@ -36,6 +37,7 @@ class Chunk:
     texts: list[str] = field(default_factory=list)
     sent: list[int] = field(default_factory=list)  # index in `rows` of each text in `texts`
     results: list[tuple[dict[str, Any] | None, str | None]] = field(default_factory=list)
+    end: Position = field(default_factory=Position)  # where the input's next record starts
 
     @property
     def lines(self) -> str:
@@ -76,10 +78,18 @@ def _input_errors(path: Path, kind: Format) -> Iterator[None]:
         raise BatchError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def read_rows(spec: InputSpec) -> Iterator[Record]:
-    """The input's records, read by the reader training uses too (`textclf.core.records`)."""
+def read_rows(spec: InputSpec, start: Position | None = None) -> Iterator[tuple[Record, Position]]:
+    """The input's records from `start` on, each with the position after it, read by the reader
+    training uses too (`textclf.core.records`)."""
     with _input_errors(spec.path, spec.kind):
-        yield from iter_records(spec.path)
+        yield from iter_records_at(spec.path, start)
+
+
+def probe_chunk(spec: InputSpec, text_column: str, size: int) -> Chunk | None:
+    """The input's first chunk of `size` rows with a text the server would take: the same in every
+    run of this file (None when no row has one)."""
+    with contextlib.closing(read_rows(spec)) as rows:
+        return next((chunk for chunk in chunks(rows, text_column, size) if chunk.texts), None)
 
 
 def scan_input(path: Path, text_column: str) -> InputSpec:
@@ -87,6 +97,7 @@ def scan_input(path: Path, text_column: str) -> InputSpec:
 
     Reading the whole file once before sending anything means a malformed line fails the run in
     seconds instead of after half the file went through the server, and gives the progress total.
+    It reads with the same reader as the run itself, and holds no row after counting it.
     """
     path = Path(path)
     kind = file_kind(path, "input")
@@ -95,7 +106,7 @@ def scan_input(path: Path, text_column: str) -> InputSpec:
     count = 0
     with _input_errors(path, kind):
         seen: dict[str, None] = dict.fromkeys(csv_columns(path) if kind == "csv" else [])
-        for record in iter_records(path):
+        for record, _ in iter_records_at(path):
             count += 1
             if kind == "jsonl":
                 seen.update(dict.fromkeys(record.values))
@@ -113,20 +124,21 @@ def scan_input(path: Path, text_column: str) -> InputSpec:
     return InputSpec(path=path, kind=kind, columns=columns, rows=count)
 
 
-def chunks(rows: Iterator[Record], text_column: str, size: int) -> Iterator[Chunk]:
+def chunks(rows: Iterator[tuple[Record, Position]], text_column: str, size: int) -> Iterator[Chunk]:
     """Group rows into chunks; rows the server would refuse are kept but not sent."""
     batch: list[Record] = []
-    for row in rows:
+    end = Position()
+    for row, end in rows:
         batch.append(row)
         if len(batch) == size:
-            yield _prepare(batch, text_column)
+            yield _prepare(batch, text_column, end)
             batch = []
     if batch:
-        yield _prepare(batch, text_column)
+        yield _prepare(batch, text_column, end)
 
 
-def _prepare(rows: list[Record], text_column: str) -> Chunk:
-    chunk = Chunk(rows=rows, results=[(None, None)] * len(rows))
+def _prepare(rows: list[Record], text_column: str, end: Position) -> Chunk:
+    chunk = Chunk(rows=rows, results=[(None, None)] * len(rows), end=end)
     for i, row in enumerate(rows):
         if text_column not in row.values:  # only JSONL: a CSV record has every column
             chunk.results[i] = (None, f"no {text_column!r} key in this record")

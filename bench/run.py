@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from bench import report
+from bench.batch import run_predict_batch, write_input
 from bench.cpu import add_outside_model, model_us_per_text, tree_cpu_split, tree_rss_mb
 from bench.load import LoadError, LoadResult, WrkRun, run_wrk, write_bodies
 from bench.peers import (
@@ -46,6 +47,8 @@ TARGETS = (
     "naive",
     "soak",
     "switch",
+    "batch",
+    "spark",
 )
 SOAK_SLICES = 10  # memory is read between this many equal slices of the soak target's load
 # alternating on/off rounds of the security, monitoring and overhead targets (0.25 of --duration each)
@@ -82,6 +85,11 @@ class BenchConfig:
     soak_s: float = 600.0  # the soak target's load (memory over time)
     switch_to: str | None = None  # the switch target's other model (a store tag with the same labels)
     switches: int = 6  # model changes under load in the switch target
+    batch_rows: tuple[int, ...] = (10_000, 1_000_000)  # the batch target's input sizes
+    # the batch target's model for sizes after the first (memory does not depend on the model; a slow one
+    # would take long): a Bento and its model tag; None = the benchmarked model for every size
+    batch_memory_bento: tuple[str, str] | None = None
+    spark_rows: int = 30_000  # the spark target's input (the texts repeated), Parquet
     served_env: dict[str, str] = field(default_factory=dict)  # extra env for `bentoml serve`
     authorization: str = ""  # Authorization header value for the served targets; "" = mint one
     secure: bool = True  # serve as shipped (tokens, rate limit, audit); False = security layer off
@@ -203,16 +211,20 @@ class Bench:
         return result
 
     @contextmanager
-    def _bento(self, name: str, env: dict[str, str], follow: Path | None = None) -> Iterator[str]:
+    def _bento(
+        self, name: str, env: dict[str, str], follow: Path | None = None, bento: tuple[str, str] | None = None
+    ) -> Iterator[str]:
         """`bentoml serve` of the benchmarked Bento on a free loopback port; yields /classify's URL. It
-        serves the benchmarked model, or with `follow` whatever that served-model file names."""
+        serves the benchmarked model, or with `follow` whatever that served-model file names, or with
+        `bento` another (Bento, model tag)."""
         c = self.config
+        tag, model = bento or (c.bento, c.model_tag)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        argv = [str(Path(sys.executable).with_name("bentoml")), "serve", c.bento]
+        argv = [str(Path(sys.executable).with_name("bentoml")), "serve", tag]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
         if follow is None:
-            env = {"TEXTCLF_MODEL": c.model_tag, "TEXTCLF_FOLLOW": "false", **env}  # no shadow lane
+            env = {"TEXTCLF_MODEL": model, "TEXTCLF_FOLLOW": "false", **env}  # no shadow lane
         else:
             env = {**env, "TEXTCLF_SERVED_MODEL_FILE": str(follow), "TEXTCLF_RELOAD_CHECK_S": "0.5"}
         with running(argv, f"{url}/readyz", c.workdir / f"{name}.log", env=env, cwd=ROOT) as process:
@@ -379,6 +391,57 @@ class Bench:
             "models": [c.model_tag, c.switch_to],
         }
 
+    def batch(self, served_batched: dict | None) -> dict[str, dict]:
+        """`textclf predict-batch` as a user runs it, against the Bento as shipped: throughput on the first
+        size next to served_batched (measured here on the same server unless this run has it), and the
+        client's peak RSS on every size (the later ones on `batch_memory_bento` when given)."""
+        c = self.config
+        env = {**self.secure_env, **c.served_env}
+        token = self.authorization.removeprefix("Bearer ")
+        runs: list[dict] = []
+        sizes = list(c.batch_rows)
+        with self._bento("batch", env) as url:
+            if served_batched is None:
+                auth = {"authorization": self.authorization}
+                served_batched = self._saturate("served_batched", url, self.batched, c.batch_texts, **auth)
+            same = sizes if c.batch_memory_bento is None else sizes[:1]
+            runs += [self._batch_run(url, token, rows, c.variant) for rows in same]
+        if c.batch_memory_bento is not None and len(sizes) > 1:
+            with self._bento("batch-memory", env, bento=c.batch_memory_bento) as url:
+                model = c.batch_memory_bento[1]
+                runs += [self._batch_run(url, token, rows, model) for rows in sizes[1:]]
+        first = runs[0]
+        for run in runs:
+            if run["model"] == c.variant and served_batched["texts_per_s"]:
+                run["ratio_to_served_batched"] = round(run["texts_per_s"] / served_batched["texts_per_s"], 3)
+        batch = {**first, "runs": runs}
+        return {"served_batched": served_batched, "batch": batch}
+
+    def spark(self) -> dict:
+        """`textclf predict-spark`'s path on `local[2]` (Parquet in and out) with the benchmarked model
+        folder: steady texts/s after a warm-up run; Spark's start-up and the warm-up reported apart."""
+        from bench.spark_run import measure_spark
+
+        result = measure_spark(self.config.model_folder, self.config.texts, rows=self.config.spark_rows)
+        self.log(
+            f"spark {result['rows']:,} rows on {result['master']}: {result['texts_per_s']:,.0f} texts/s "
+            f"(start-up {result['startup_s']:.1f} s, warm-up run {result['warmup_s']:.1f} s)"
+        )
+        return {**result, "errors": 0}
+
+    def _batch_run(self, url: str, token: str, rows: int, model: str) -> dict:
+        source = write_input(self.config.texts, rows, self.config.workdir / f"batch-{rows}.csv")
+        try:
+            run = run_predict_batch(source, url.removesuffix("/classify"), token, self.config.workdir, rows)
+        finally:
+            source.unlink(missing_ok=True)
+        run["model"] = model
+        self.log(
+            f"batch {rows:,} rows ({model}): {run['texts_per_s']:,.0f} texts/s classifying, "
+            f"{run['wall_s']:.1f} s in all, client peak RSS {run['peak_rss_mb']:.1f} MB"
+        )
+        return run
+
     def plain_app(self, name: str, module: str, source: Path, options: tuple[str, ...] = ()) -> dict:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -451,6 +514,10 @@ class Bench:
                 results["naive"] = None
             else:
                 results["naive"] = self.plain_app("naive", "bench.apps.naive_torch", c.checkpoint)
+        if "batch" in c.targets:
+            results.update(self.batch(results.get("served_batched")))
+        if "spark" in c.targets:
+            results["spark"] = self.spark()
         soak = self.soak() if "soak" in c.targets else None
         switch = self.switch() if "switch" in c.targets else None
         if results.get("raw") and len(c.targets) > 1:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import psutil
+import pytest
 
 from bench.processes import free_port, running, stop
 
@@ -200,3 +201,15 @@ def serve_workers(port: int) -> list[psutil.Process]:
         if "serve" in cmdline and "--port" in cmdline and str(port) in cmdline:
             return [child for child in proc.children(recursive=True) if "python" in child.name().lower()]
     raise AssertionError(f"no bentoml serve process on port {port}")
+
+
+def needs_java() -> None:
+    """Spark's tests need Java (17): skip, saying so, without it, unless REQUIRE_JAVA=1 (CI sets it: there
+    a missing Java fails)."""
+    import shutil
+
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        why = "Spark needs Java (17): no `java` on PATH and no JAVA_HOME"
+        if os.environ.get("REQUIRE_JAVA"):
+            pytest.fail(f"REQUIRE_JAVA is set but {why}")
+        pytest.skip(why)

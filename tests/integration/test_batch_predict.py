@@ -50,8 +50,8 @@ def direct_labels(url: str, texts: list[str]) -> list[str]:
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Temporary `.part` files a run left behind (there must be none)."""
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".part"))
+    """Partial outputs and checkpoints a run left behind (there must be none after a success)."""
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith((".part", ".checkpoint.json")))
 
 
 # ---------------------------------------------------------------- a flaky loopback proxy in front of `server`
@@ -170,7 +170,7 @@ def test_csv_round_trip_keeps_rows_order_and_labels(server: str, tmp_path: Path)
     out = read_csv(tmp_path / "out.csv")
     assert isinstance(summary, BatchSummary)
     assert (summary.rows_in, summary.rows_out, summary.retried, summary.failed_rows) == (60, 60, 0, 0)
-    assert list(out[0]) == ["text", "category", "label", "score", "top_k", "error"]
+    assert list(out[0]) == ["text", "category", "label", "score", "abstained", "top_k", "error"]
     assert [(r["text"], r["category"]) for r in out] == rows
     assert [r["label"] for r in out] == direct_labels(server, [t for t, _ in rows])
     assert all(0 < float(r["score"]) <= 1 and r["top_k"] == "" and r["error"] == "" for r in out)
@@ -219,7 +219,7 @@ def test_csv_in_jsonl_out_and_jsonl_in_csv_out(server: str, tmp_path: Path) -> N
     source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     predict_file(source, tmp_path / "b.csv", url=server)
     out = read_csv(tmp_path / "b.csv")
-    assert list(out[0]) == ["id", "text", "tags", "extra", "label", "score", "top_k", "error"]
+    assert list(out[0]) == ["id", "text", "tags", "extra", "label", "score", "abstained", "top_k", "error"]
     assert [(r["id"], r["tags"], r["extra"]) for r in out] == [("1", '["x"]', ""), ("", "", "true")]
     assert [r["label"] for r in out] == direct_labels(server, [rows[0][0], rows[1][0]])
 
@@ -266,6 +266,22 @@ def test_bad_inputs_fail_before_anything_is_sent(server: str, tmp_path: Path) ->
     with pytest.raises(BatchError, match=r"top_k 50 is more than this server allows \(20\)"):
         predict_file(good, tmp_path / "out.csv", url=server, top_k=50)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "clash.csv", "good.csv"]
+
+
+def test_a_malformed_row_deep_in_a_big_file_fails_first_naming_its_line(server: str, tmp_path: Path) -> None:
+    source = tmp_path / "big.jsonl"
+    with source.open("w", encoding="utf-8") as handle:
+        for i in range(50_000):
+            good = json.dumps({"text": f"where is my card {i}"}) + "\n"
+            handle.write('{"text": oops\n' if i == 31_337 else good)
+    with pytest.raises(BatchError, match=r"big.jsonl line 31338 is not valid JSON Lines: invalid JSON"):
+        predict_file(source, tmp_path / "out.jsonl", url=server)
+    wide = write_csv(tmp_path / "wide.csv", tiny_rows(400, seed=26))
+    with wide.open("a", encoding="utf-8") as handle:
+        handle.write("one,two,three\n" + "fine text,refund\n" * 100)
+    with pytest.raises(BatchError, match=r"wide.csv line 2002 is not valid CSV: 3 fields but the header"):
+        predict_file(wide, tmp_path / "out.csv", url=server)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.jsonl", "wide.csv"]  # nothing sent or written
 
 
 def test_blank_texts_are_not_sent_and_marked(server: str, tmp_path: Path) -> None:

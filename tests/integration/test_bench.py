@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from bench.load import run_wrk, write_bodies
 from bench.report import HALF_LOAD_VERDICT, RATIOS, ROWS, TARGETS
+from bench.run import Bench, BenchConfig
 from tests.conftest import Workspace
+from tests.helpers import needs_java, tiny_rows
 from textclf.cli import app
 
 pytestmark = pytest.mark.integration
@@ -35,7 +37,7 @@ def test_bench_measures_every_target(
     data = json.loads(output.read_text())
 
     results = data["results"]
-    loads = set(ROWS) - {"raw"}  # every HTTP target, BentoML's own batching included
+    loads = set(ROWS) - {"raw", "batch"}  # every HTTP target of the default run, BentoML's batching included
     assert set(results) == {"raw", *loads}
     if results["pytriton"] is None:  # its venv could not be made here: skipped, and the output says why
         assert "pytriton: skipped (" in result.output
@@ -51,8 +53,9 @@ def test_bench_measures_every_target(
     assert raw["texts_per_s"] == pytest.approx(mean, abs=0.1)
     assert 0 < results["served_half_load"]["offered_fraction"] < 1
     assert set(data["ratios"]) == set(RATIOS)
+    unmeasured = {name for name in RATIOS if "pytriton" in name or name.startswith("batch/")}
     assert all(
-        value > 0 for name, value in data["ratios"].items() if "pytriton" not in name or value is not None
+        value > 0 for name, value in data["ratios"].items() if name not in unmeasured or value is not None
     )
     assert set(data["security_parts"]["parts_us"]) == {"token, scope and rate limit", "audit line to a file",
                                                        "audit line to stdout too"}  # fmt: skip
@@ -113,3 +116,71 @@ def test_a_healthy_server_answers_every_request(server: str, tmp_path: Path) -> 
     result = run_wrk(f"{server}/classify", bodies, texts_per_request=3, connections=4, duration_s=1)
     assert result.requests > 0 and result.errors == 0
     assert result.texts_per_s == pytest.approx(3 * result.requests_per_s, rel=0.01)
+
+
+def test_batch_target_runs_the_cli_and_reads_the_client_peak_memory(
+    built_bento: dict[str, str], trained_logreg: Workspace, tmp_path: Path
+) -> None:
+    """The batch target on the tiny model, security on: predict-batch's throughput next to served_batched,
+    and the client's peak RSS at two sizes (the second on a 'memory model' Bento, here the same one)."""
+    lines: list[str] = []
+    config = BenchConfig(
+        variant="logreg",
+        model_folder=trained_logreg.onnx_dir("logreg"),
+        bento=built_bento["bento"],
+        model_tag=built_bento["model"],
+        texts=[text for text, _ in tiny_rows(10, seed=5)],
+        workdir=tmp_path,
+        targets=("batch",),
+        connections=4,
+        duration_s=2,
+        warmup_s=1,
+        batch_rows=(300, 3000),
+        batch_memory_bento=(built_bento["bento"], built_bento["model"]),
+    )
+    data = Bench(config, log=lines.append).run()
+    results = data["results"]
+    assert results["served_batched"]["texts_per_s"] > 0 and results["served_batched"]["errors"] == 0
+    runs = results["batch"]["runs"]
+    assert [run["rows"] for run in runs] == [300, 3000]
+    assert [run["model"] for run in runs] == ["logreg", built_bento["model"]]
+    for run in runs:
+        assert run["texts_per_s"] > 0 and run["wall_s"] > run["classify_s"] > 0 and run["peak_rss_mb"] > 20
+    assert runs[0]["ratio_to_served_batched"] > 0 and "ratio_to_served_batched" not in runs[1]
+    assert data["ratios"]["batch/served_batched"] == pytest.approx(
+        runs[0]["ratio_to_served_batched"], abs=0.002
+    )
+    assert data["targets_met"]["batch/served_batched"] is not None
+    assert sum(line.startswith("batch ") for line in lines) == 2
+    assert not list(tmp_path.glob("batch-*.csv")) and not list(tmp_path.glob("*-out.csv"))
+
+
+def test_spark_target_reports_steady_throughput_beside_served_batched(
+    built_bento: dict[str, str], trained_logreg: Workspace, tmp_path: Path
+) -> None:
+    """The spark target (predict-spark's path on local[2]) in the same run as served_batched: one ONNX
+    Runtime session per Python worker over every run, start-up and warm-up reported apart."""
+    needs_java()
+    lines: list[str] = []
+    config = BenchConfig(
+        variant="logreg",
+        model_folder=trained_logreg.onnx_dir("logreg"),
+        bento=built_bento["bento"],
+        model_tag=built_bento["model"],
+        texts=[text for text, _ in tiny_rows(10, seed=6)],
+        workdir=tmp_path,
+        targets=("served", "spark"),
+        connections=4,
+        duration_s=2,
+        warmup_s=1,
+        spark_rows=2_000,
+    )
+    data = Bench(config, log=lines.append).run()
+    spark = data["results"]["spark"]
+    assert spark["rows"] == 2_000 and spark["master"] == "local[2]" and spark["texts_per_s"] > 0
+    assert spark["sessions_per_worker"] == 1 and spark["workers"] >= 1
+    assert spark["startup_s"] > 0 and spark["warmup_s"] > 0
+    assert data["ratios"]["spark/served_batched"] == pytest.approx(
+        spark["texts_per_s"] / data["results"]["served_batched"]["texts_per_s"], abs=0.002
+    )
+    assert sum(line.startswith("spark ") for line in lines) == 1

@@ -59,6 +59,12 @@ CASES: dict[tuple[str, ...], tuple[list[str], int, str]] = {
     ("retrain-webhook",): (["--params", "{params}"], 1, "no way to authenticate Alertmanager"),
     ("serve",): (["--model", "logreg"], 1, "run `textclf auth init` first"),
     ("tls-cert",): (["--out", "certs", "--days", "2"], 0, "valid 2 days"),
+    ("predict-spark",): (["missing.csv", "out.parquet"], 1, "input missing.csv does not exist"),
+    ("model-archive",): (
+        ["model.tar.gz", "--model", "logreg", "--params", "{params}"],
+        1,
+        "no exported model 'logreg'",
+    ),
     ("predict-batch",): (["missing.csv", "-o", "out.csv"], 1, "input file missing.csv does not exist"),
     ("bench",): (["--targets", "warp"], 1, "unknown targets ['warp']"),
     ("drift",): (["--model", "logreg", "--params", "{params}"], 2, "no exported model 'logreg'"),

@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from textclf.core.records import (
+    Position,
     Record,
     RecordFormatError,
     csv_columns,
     iter_csv,
     iter_jsonl,
     iter_records,
+    iter_records_at,
     record_format,
 )
 
@@ -124,3 +126,57 @@ def test_training_and_the_batch_client_read_a_bom_csv_alike(tmp_path: Path) -> N
     ]
     spec = scan_input(path, "text")
     assert (spec.columns, spec.rows) == (["text", "category"], 1)
+
+
+# ------------------------------------------------------------------ resuming at a byte offset
+
+OFFSET_FILES = {
+    # quoted newlines (LF, CRLF and a bare CR inside quotes), a BOM, blank lines, CRLF and bare-CR endings
+    "quoted.csv": b'\xef\xbb\xbftext,label\r\nhello,a\r\n"two\r\nlines",b\r\n\r\n"x\ny\nz",c\n'
+    b'"q\rx",d\rshort\n"caf\xc3\xa9 \xe2\x98\x95, ""quoted""",e',
+    # non-ASCII text (multi-byte UTF-8), a BOM, blank lines, CRLF and no final newline
+    "unicode.jsonl": '\ufeff{"text": "héllo wörld"}\n\n{"text": "日本語のテキスト", "n": 1}\r\n'
+    '   \n{"text": "emoji 🎉", "k": ["ü"]}\n{"text": "last"}'.encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OFFSET_FILES))
+def test_offset_reader_matches_the_reader_and_resumes_after_every_record(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(OFFSET_FILES[name])
+    expected = list(iter_records(path))
+    read = list(iter_records_at(path))
+    assert [record for record, _ in read] == expected and len(expected) >= 4
+    offsets = [position.offset for _, position in read]
+    assert offsets == sorted(offsets) and offsets[-1] == path.stat().st_size
+    for i, (_, position) in enumerate(read):  # a seek to any record boundary reads exactly the rest
+        assert [record for record, _ in iter_records_at(path, position)] == expected[i + 1 :]
+
+
+def test_offsets_are_byte_offsets_at_record_boundaries(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    content = 'text\n"a\nb"\né\n'.encode()
+    path.write_bytes(content)
+    positions = [position for _, position in iter_records_at(path)]
+    assert positions == [Position(content.index(b"\xc3"), 3), Position(len(content), 4)]
+    assert content[: positions[0].offset].endswith(b'b"\n')  # after the whole quoted two-line field
+
+
+def test_errors_after_a_resume_name_the_absolute_line(tmp_path: Path) -> None:
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text('{"text": "a"}\n{"text": "b"}\n\n{oops\n', encoding="utf-8")
+    _, after_first = next(iter_records_at(jsonl))
+    with pytest.raises(RecordFormatError, match=r"in.jsonl:4: invalid JSON") as caught:
+        list(iter_records_at(jsonl, after_first))
+    assert caught.value.line == 4
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes(b"text,label\nx,a\n\nx,a,extra\n")
+    _, after_first = next(iter_records_at(wide))
+    with pytest.raises(RecordFormatError, match="3 fields but the header has 2") as caught:
+        list(iter_records_at(wide, after_first))
+    assert caught.value.line == 4
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"text\nok\nfine\ncaf\xe9\n")
+    _, after_first = next(iter_records_at(latin))
+    with pytest.raises(RecordFormatError, match=r"latin.csv:4: not UTF-8 text"):
+        list(iter_records_at(latin, after_first))

@@ -34,12 +34,21 @@ def bench(
     warmup: float = typer.Option(5.0, min=0, help="Seconds of load before each measurement."),
     batch_texts: int = typer.Option(32, min=2, help="Texts per request for the served_batched target."),
     targets: str = typer.Option(
-        "raw,served,bentoml_route,security,monitoring,overhead,bentoml_batching,fastapi_ort,pytriton,naive",
+        "raw,served,bentoml_route,security,monitoring,overhead,bentoml_batching,fastapi_ort,pytriton,naive,"
+        "batch,spark",
         help="Comma-separated targets to run.",
     ),
     soak: float = typer.Option(600.0, min=10, help="Seconds of load for the soak target (memory over time)."),
     switch_to: str = typer.Option(
         "lstm-int8", "--switch-to", help="The switch target's other model: a variant with the same labels."
+    ),
+    batch_rows: str = typer.Option(
+        "10000,1000000", help="Input rows of the batch target's predict-batch runs (comma-separated)."
+    ),
+    batch_memory_model: str = typer.Option(
+        "logreg",
+        help="Variant served for the batch target's later (bigger) sizes: client memory does not depend on "
+        "the model, and a slow one would take long; '' = the benchmarked model for every size.",
     ),
     secure: bool = typer.Option(
         True, "--secure/--insecure", help="Serve with the security layer on (as shipped) or off."
@@ -89,6 +98,18 @@ def bench(
         other = save_to_store(variant(switch_to, params_file)[1])
         if other == tags["model"]:
             raise fail(f"--switch-to {switch_to} is the benchmarked model itself: choose another variant")
+    try:
+        rows = tuple(int(x) for x in batch_rows.split(",") if x.strip())
+    except ValueError:
+        raise fail(f"--batch-rows takes comma-separated whole numbers, got {batch_rows!r}") from None
+    if "batch" in wanted and (not rows or min(rows) < 1):
+        raise fail(f"--batch-rows needs at least one size of 1 row or more, got {batch_rows!r}")
+    memory_bento = None
+    if "batch" in wanted and batch_memory_model and len(rows) > 1:
+        memory_variant, memory_folder = variant(batch_memory_model, params_file)
+        if memory_variant.name != chosen.name:
+            built = build_bento(memory_folder, paths.bento_record(memory_variant.name))
+            memory_bento = (built["bento"], built["model"])
     with tempfile.TemporaryDirectory(prefix="textclf-bench-") as workdir:
         config = BenchConfig(
             variant=chosen.name,
@@ -105,6 +126,8 @@ def bench(
             batch_texts=batch_texts,
             soak_s=soak,
             switch_to=other,
+            batch_rows=rows,
+            batch_memory_bento=memory_bento,
             served_env=_env_pairs(env),
             secure=secure,
             command=" ".join(["textclf", "bench", *sys.argv[2:]]),
@@ -229,9 +252,7 @@ def abstain_eval(
     chosen = [f.strip() for f in families.split(",") if f.strip()]
     unknown = [f for f in chosen if f not in FAMILIES]
     if not chosen or unknown:
-        raise fail(
-            f"unknown model families {unknown or 'none given'}; use some of {', '.join(FAMILIES)}"
-        )
+        raise fail(f"unknown model families {unknown or 'none given'}; use some of {', '.join(FAMILIES)}")
     p = load(params_file)
     for split in (p.data.prepared_train, p.data.prepared_test):
         if not split.is_file():

@@ -111,21 +111,33 @@ def predict_batch(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the predictions."),
     url: str = typer.Option("http://127.0.0.1:3000", help="Base URL of a running textclf server."),
     text_column: str = typer.Option("text", help="Column (or JSON key) holding the text."),
-    chunk_size: int = typer.Option(64, min=1, help="Texts per request."),
-    concurrency: int = typer.Option(4, min=1, max=64, help="Requests in flight at once."),
+    chunk_size: int = typer.Option(256, min=1, help="Texts per request (capped at the server's limit)."),
+    concurrency: int = typer.Option(8, min=1, max=64, help="Requests in flight at once."),
     retries: int = typer.Option(3, min=0, help="Retries per failed chunk."),
     top_k: int | None = typer.Option(None, min=1, help="Also write the k best labels."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace OUTPUT if it exists; without --resume, discard an unfinished run."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the unfinished run of OUTPUT from its checkpoint (or start one)."
+    ),
+    checkpoint_chunks: int = typer.Option(
+        200, min=1, help="Checkpoint progress after this many chunks (and at least every 5 s)."
+    ),
     token: str | None = typer.Option(
-        None, help="Bearer token with the classify scope (`textclf token`); default: TEXTCLF_TOKEN."
+        None,
+        help="Bearer token with the classify scope, and model:read so a resume can check the model "
+        "(`textclf token`); default: TEXTCLF_TOKEN.",
     ),
 ) -> None:
-    """Classify a file through a running server, streaming it in chunks (memory stays flat)."""
+    """Classify a file through a running server, streaming it in chunks (memory stays flat); a run
+    that dies continues with --resume."""
     from batch.client import BatchError, predict_file
     from textclf.core.settings import SettingsError, load_settings
 
     try:
-        token = token or load_settings().token
+        secret = None if token else load_settings().token  # a SecretStr: its value, never its mask
+        token = token or (secret.get_secret_value() if secret is not None else None)
     except SettingsError as exc:
         raise fail(str(exc)) from None
     try:
@@ -140,12 +152,18 @@ def predict_batch(
             top_k=top_k,
             token=token,
             overwrite=overwrite,
+            resume=resume,
+            checkpoint_chunks=checkpoint_chunks,
         )
     except BatchError as exc:
         raise fail(str(exc)) from None
+    new_rows = summary.rows_out - summary.resumed_rows
+    rate = new_rows / summary.seconds if summary.seconds > 0 else 0.0
+    resumed = f", {summary.resumed_rows} of them from the checkpoint" if summary.resumed_rows else ""
     console.print(
-        f"[green]{summary.rows_out}/{summary.rows_in} rows[/] written to {output} "
-        f"({summary.retried} retried requests)"
+        f"[green]{summary.rows_out}/{summary.rows_in} rows[/] written to {output}{resumed} "
+        f"({summary.retried} retried requests; {new_rows} rows classified in {summary.seconds:.2f} s, "
+        f"{rate:.1f} rows/s)"
     )
     if summary.failed_rows:
         console.print(

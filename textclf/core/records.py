@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 CSV_SUFFIXES = (".csv",)
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -119,7 +120,7 @@ def _header(reader: Any, path: Path) -> list[str]:
     raise RecordFormatError(path, "empty file: a CSV input needs a header row")
 
 
-def _rows(reader: Any, path: Path) -> Iterator[list[str]]:
+def _rows(reader: Any, path: Path, lines_before: int = 0) -> Iterator[list[str]]:
     """The reader's rows, with the csv module's errors turned into ours (with the line)."""
     while True:
         try:
@@ -127,7 +128,7 @@ def _rows(reader: Any, path: Path) -> Iterator[list[str]]:
         except StopIteration:
             return
         except csv.Error as exc:
-            raise RecordFormatError(path, f"invalid CSV ({exc})", reader.line_num) from None
+            raise RecordFormatError(path, f"invalid CSV ({exc})", lines_before + reader.line_num) from None
         yield row
 
 
@@ -155,3 +156,114 @@ def _is_utf8(raw: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+# ------------------------------------------------------------------ resumable reading, by byte offset
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where the next record starts: its byte offset, and how many physical lines lie before it.
+
+    Taken only at record boundaries (never inside a quoted multi-line CSV field), so reading can
+    resume there with a seek instead of re-parsing every record before it."""
+
+    offset: int = 0
+    lines: int = 0
+
+
+def iter_records_at(path: Path | str, start: Position | None = None) -> Iterator[tuple[Record, Position]]:
+    """Records of a CSV or JSONL file, each with the Position just after it, from `start` on.
+
+    Reads the same files as `iter_records`, record for record and line for line (BOM, blank lines,
+    CRLF, bare CR), but from the raw bytes, so positions are exact byte offsets. A CSV's header is
+    always read from the top, then reading seeks to `start`."""
+    path = Path(path)
+    if record_format(path) == "csv":
+        return _csv_at(path, start)
+    return _jsonl_at(path, start)
+
+
+class _Lines:
+    """Physical lines of a binary file from `start`, decoded, counting the bytes and lines handed out.
+
+    Lines end at LF, CRLF or a bare CR, as text mode would split them; a BOM is dropped at byte 0."""
+
+    def __init__(self, handle: IO[bytes], path: Path, start: Position) -> None:
+        self.handle, self.path = handle, path
+        self.offset, self.lines = start.offset, start.lines
+        self._pending: list[bytes] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self._pending:
+            raw = self._pending.pop()
+        else:
+            raw = self.handle.readline()
+            if not raw:
+                raise StopIteration
+            if b"\r" in raw[:-2]:  # a bare CR ends a line too: split, keep the pieces for later calls
+                pieces = [p for p in _BARE_CR.split(raw) if p]
+                raw, self._pending = pieces[0], pieces[:0:-1]
+        if self.offset == 0 and raw.startswith(_BOM):
+            self.offset, raw = len(_BOM), raw[len(_BOM) :]
+        self.offset += len(raw)
+        self.lines += 1
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecordFormatError(self.path, f"not UTF-8 text ({exc.reason})", self.lines) from None
+
+
+_BOM = b"\xef\xbb\xbf"
+_BARE_CR = re.compile(rb"(?<=\r)(?!\n)")
+
+
+def _open_at(path: Path, start: Position) -> tuple[IO[bytes], _Lines]:
+    handle = path.open("rb")
+    handle.seek(start.offset)
+    return handle, _Lines(handle, path, start)
+
+
+def _csv_at(path: Path, start: Position | None) -> Iterator[tuple[Record, Position]]:
+    with path.open("rb") as top:
+        lines = _Lines(top, path, Position())
+        reader = csv.reader(lines)
+        header = _header(reader, path)
+        after_header = Position(lines.offset, lines.lines)
+    start = after_header if start is None or start.offset < after_header.offset else start
+    handle, lines = _open_at(path, start)
+    with handle:
+        reader = csv.reader(lines)
+        previous = lines.lines
+        for row in _rows(reader, path, start.lines):
+            first, previous = previous + 1, lines.lines
+            if not row:  # a blank line is not a record
+                continue
+            if len(row) > len(header):
+                raise RecordFormatError(path, f"{len(row)} fields but the header has {len(header)}", first)
+            values = dict(zip(header, row + [""] * (len(header) - len(row)), strict=True))
+            yield Record(first, values), Position(lines.offset, lines.lines)
+
+
+def _jsonl_at(path: Path, start: Position | None) -> Iterator[tuple[Record, Position]]:
+    handle, lines = _open_at(path, start or Position())
+    with handle:
+        for line in lines:
+            if not line.strip():
+                continue
+            value = _json_object(path, line, lines.lines)
+            yield Record(lines.lines, value), Position(lines.offset, lines.lines)
+
+
+def _json_object(path: Path, line: str, number: int) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RecordFormatError(path, f"invalid JSON ({exc.msg})", number) from None
+    if not isinstance(value, dict):
+        kind = "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+        raise RecordFormatError(path, f"expected a JSON object per line, got {kind}", number)
+    return value
