@@ -9,7 +9,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -76,7 +76,7 @@ def shifted_rows(per_intent: int, seed: int) -> list[tuple[str, str]]:
 
 
 def write_csv(
-    path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "category")
+    path: Path, rows: Iterable[Sequence[object]], header: Sequence[str] = ("text", "category")
 ) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -118,23 +119,35 @@ def test_a_healthy_server_answers_every_request(server: str, tmp_path: Path) -> 
     assert result.texts_per_s == pytest.approx(3 * result.requests_per_s, rel=0.01)
 
 
-def test_batch_target_runs_the_cli_and_reads_the_client_peak_memory(
-    built_bento: dict[str, str], trained_logreg: Workspace, tmp_path: Path
-) -> None:
-    """The batch target on the tiny model, security on: predict-batch's throughput next to served_batched,
-    and the client's peak RSS at two sizes (the second on a 'memory model' Bento, here the same one)."""
-    lines: list[str] = []
-    config = BenchConfig(
+def _tiny_config(
+    built_bento: dict[str, str], trained_logreg: Workspace, tmp_path: Path, **settings: Any
+) -> BenchConfig:
+    """A short bench of the tiny logreg Bento (4 connections, 2 s per target) with `settings`."""
+    return BenchConfig(
         variant="logreg",
         model_folder=trained_logreg.onnx_dir("logreg"),
         bento=built_bento["bento"],
         model_tag=built_bento["model"],
         texts=[text for text, _ in tiny_rows(10, seed=5)],
         workdir=tmp_path,
-        targets=("batch",),
         connections=4,
         duration_s=2,
         warmup_s=1,
+        **settings,
+    )
+
+
+def test_batch_target_runs_the_cli_and_reads_the_client_peak_memory(
+    built_bento: dict[str, str], trained_logreg: Workspace, tmp_path: Path
+) -> None:
+    """The batch target on the tiny model, security on: predict-batch's throughput next to served_batched,
+    and the client's peak RSS at two sizes (the second on a 'memory model' Bento, here the same one)."""
+    lines: list[str] = []
+    config = _tiny_config(
+        built_bento,
+        trained_logreg,
+        tmp_path,
+        targets=("batch",),
         batch_rows=(300, 3000),
         batch_memory_bento=(built_bento["bento"], built_bento["model"]),
     )
@@ -162,18 +175,8 @@ def test_spark_target_reports_steady_throughput_beside_served_batched(
     Runtime session per Python worker over every run, start-up and warm-up reported apart."""
     needs_java()
     lines: list[str] = []
-    config = BenchConfig(
-        variant="logreg",
-        model_folder=trained_logreg.onnx_dir("logreg"),
-        bento=built_bento["bento"],
-        model_tag=built_bento["model"],
-        texts=[text for text, _ in tiny_rows(10, seed=6)],
-        workdir=tmp_path,
-        targets=("served", "spark"),
-        connections=4,
-        duration_s=2,
-        warmup_s=1,
-        spark_rows=2_000,
+    config = _tiny_config(
+        built_bento, trained_logreg, tmp_path, targets=("served", "spark"), spark_rows=2_000
     )
     data = Bench(config, log=lines.append).run()
     spark = data["results"]["spark"]

@@ -18,7 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.conftest import REPO
-from tests.helpers import bin_path
+from tests.helpers import bin_path, write_csv
 from textclf.cli import app
 from training.carve import carve_test, held_out
 from training.params import ParamsError
@@ -69,15 +69,6 @@ def write_reviews(path: Path, n: int, seed: int = 0) -> Path:
     with path.open("w", encoding="utf-8") as handle:
         for i, (text, label) in enumerate(review_rows(n, seed)):
             handle.write(json.dumps({"id": i, "body": text, "sentiment": label, "lang": "mixed"}) + "\n")
-    return path
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
     return path
 
 
@@ -151,8 +142,8 @@ def test_a_jsonl_dataset_is_carved_versioned_and_named_in_params_with_the_commen
 
 def test_own_splits_are_copied_as_they_are_and_keep_gate_keeps_the_floors(project: Path) -> None:
     rows = [[text, label, "web"] for text, label in review_rows(60)]
-    train = write_csv(project / "in" / "train.csv", ["review", "stars", "source"], rows[:40])
-    test = write_csv(project / "in" / "test.csv", ["review", "stars", "source"], rows[40:])
+    train = write_csv(project / "in" / "train.csv", rows[:40], ["review", "stars", "source"])
+    test = write_csv(project / "in" / "test.csv", rows[40:], ["review", "stars", "source"])
     labels = project / "in" / "labels.json"
     labels.write_text(json.dumps(["negative", "positive"]))
     args = ["--text-column", "review", "--label-column", "stars", "--test", str(test)]
@@ -255,7 +246,7 @@ def test_held_out_share_keeps_enough_to_train_on(
 def test_the_carve_is_seeded_stratified_and_keeps_a_repeated_text_on_one_side(tmp_path: Path) -> None:
     rows = [[f"café crème {i}", "a" if i % 4 else "b"] for i in range(80)]
     rows += [["the same, text", "a"]] * 5  # a comma inside a quoted field, repeated
-    source = write_csv(tmp_path / "src.csv", ["t", "l"], rows)
+    source = write_csv(tmp_path / "src.csv", rows, ["t", "l"])
     outputs = []
     for attempt in range(2):
         train, test = tmp_path / f"train{attempt}.csv", tmp_path / f"test{attempt}.csv"

@@ -176,8 +176,6 @@ def drift_eval(
     from textclf.core.contract import REFERENCE_FILE
     from textclf.core.runtime import OnnxClassifier
     from textclf.core.settings import load_settings
-    from textclf.readme import replace_block
-    from training.data import load_texts_labels
 
     try:
         grid = sorted({int(x) for x in sizes.split(",") if x.strip()})
@@ -188,14 +186,9 @@ def drift_eval(
     chosen, folder = variant(model, params_file)
     if not (folder / REFERENCE_FILE).is_file():
         raise fail(f"{folder} has no {REFERENCE_FILE}: re-export it (`dvc repro export@{chosen.family}`)")
-    p = load(params_file).data
-    for split in (p.prepared_train, p.prepared_test):
-        if not split.is_file():
-            raise fail(f"{split} not found: run `dvc repro validate` first")
-    train_texts, train_labels = load_texts_labels(p.prepared_train, "text", "label")
+    (train_texts, train_labels), (test_texts, test_labels) = _prepared_splits(params_file)
     if held_out_classes >= len(set(train_labels)) - 1:
         raise fail(f"--held-out-classes must leave at least 2 of the {len(set(train_labels))} classes seen")
-    test_texts, test_labels = load_texts_labels(p.prepared_test, "text", "label")
     data = evaluate(
         OnnxClassifier(folder),
         read_reference(folder / REFERENCE_FILE),
@@ -210,11 +203,7 @@ def drift_eval(
         log=lambda line: console.print(f"[cyan]drift-eval[/] {line}"),
     )
     data = {"model": chosen.name, "command": " ".join(["textclf", "drift-eval", *sys.argv[2:]]), **data}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    console.print(markdown(data))
-    if readme is not None and not replace_block(readme, "drift_eval", markdown(data)):
-        console.print(f"[yellow]warning:[/] {readme} has no drift_eval block; not updated")
+    _write_eval(data, output, readme, "drift_eval", markdown(data))
 
 
 @app.command("abstain-eval")
@@ -244,24 +233,13 @@ def abstain_eval(
     import yaml
 
     from bench.abstain_eval import Split, evaluate, markdown
-    from textclf.core.records import RecordFormatError
-    from textclf.readme import replace_block
-    from training.data import load_texts_labels
     from training.families.factory import FAMILIES
 
     chosen = [f.strip() for f in families.split(",") if f.strip()]
     unknown = [f for f in chosen if f not in FAMILIES]
     if not chosen or unknown:
         raise fail(f"unknown model families {unknown or 'none given'}; use some of {', '.join(FAMILIES)}")
-    p = load(params_file)
-    for split in (p.data.prepared_train, p.data.prepared_test):
-        if not split.is_file():
-            raise fail(f"{split} not found: run `dvc repro validate` first")
-    try:
-        train = Split(*load_texts_labels(p.data.prepared_train, "text", "label"))
-        test = Split(*load_texts_labels(p.data.prepared_test, "text", "label"))
-    except (OSError, RecordFormatError) as exc:
-        raise fail(f"cannot read the prepared splits: {exc}") from None
+    train, test = (Split(*split) for split in _prepared_splits(params_file))
     try:
         data = evaluate(
             yaml.safe_load(params_file.read_text(encoding="utf-8")),
@@ -278,8 +256,33 @@ def abstain_eval(
         )
     except (ValueError, RuntimeError) as exc:
         raise fail(str(exc)) from None
+    _write_eval(data, output, readme, "abstain_eval", markdown(data))
+
+
+def _prepared_splits(params_file: Path) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
+    """The validated train and test splits (texts, labels), or a clear failure saying what to run."""
+    from textclf.core.records import RecordFormatError
+    from training.data import load_texts_labels
+
+    p = load(params_file).data
+    for split in (p.prepared_train, p.prepared_test):
+        if not split.is_file():
+            raise fail(f"{split} not found: run `dvc repro validate` first")
+    try:
+        return (
+            load_texts_labels(p.prepared_train, "text", "label"),
+            load_texts_labels(p.prepared_test, "text", "label"),
+        )
+    except (OSError, RecordFormatError) as exc:
+        raise fail(f"cannot read the prepared splits: {exc}") from None
+
+
+def _write_eval(data: dict, output: Path, readme: Path | None, block: str, table: str) -> None:
+    """An evaluation's JSON report, its table on the console, and its README block when asked."""
+    from textclf.readme import replace_block
+
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    console.print(markdown(data))
-    if readme is not None and not replace_block(readme, "abstain_eval", markdown(data)):
-        console.print(f"[yellow]warning:[/] {readme} has no abstain_eval block; not updated")
+    console.print(table)
+    if readme is not None and not replace_block(readme, block, table):
+        console.print(f"[yellow]warning:[/] {readme} has no {block} block; not updated")

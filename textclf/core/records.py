@@ -95,16 +95,8 @@ def iter_jsonl(path: Path | str) -> Iterator[Record]:
     path = Path(path)
     with _decoding(path), path.open(encoding=ENCODING) as handle:
         for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordFormatError(path, f"invalid JSON ({exc.msg})", number) from None
-            if not isinstance(value, dict):
-                kind = "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
-                raise RecordFormatError(path, f"expected a JSON object per line, got {kind}", number)
-            yield Record(number, value)
+            if line.strip():
+                yield Record(number, _json_object(path, line, number))
 
 
 def _header(reader: Any, path: Path) -> list[str]:
