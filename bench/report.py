@@ -178,6 +178,20 @@ def batch_table(batch: dict | None) -> list[str]:
     return lines
 
 
+def spark_lines(spark: dict | None) -> list[str]:
+    """The spark target's fixed costs and its labels against the served Bento's."""
+    if not spark:
+        return []
+    return [
+        "",
+        f"`spark`: {spark['rows']:,} rows on `{spark['master']}` ({spark['workers']} Python workers, "
+        f"{spark['sessions_per_worker']} ONNX Runtime session each over every run); Spark's start-up "
+        f"{spark['startup_s']:.1f} s and a warm-up run of {spark['warmup_s']:.1f} s come before the steady "
+        f"figure; its labels equal the served Bento's on {spark['labels_equal_served']:,} of "
+        f"{spark['labels_compared']:,} test texts.",
+    ]
+
+
 def _security_parts_table(parts: dict | None) -> list[str]:
     """The security layer's own CPU per request, part by part (bench/security_parts.py)."""
     if not parts:
@@ -235,6 +249,7 @@ def markdown(report: dict) -> str:
     lines += _security_parts_table(report.get("security_parts"))
     lines += _planner_table(report.get("planner"))
     lines += batch_table(results.get("batch"))
+    lines += spark_lines(results.get("spark"))
     lines += soak_table(report.get("soak"))
     lines += switch_table(report.get("switch"))
     machine = report["machine"]

@@ -422,12 +422,31 @@ class Bench:
         folder: steady texts/s after a warm-up run; Spark's start-up and the warm-up reported apart."""
         from bench.spark_run import measure_spark
 
-        result = measure_spark(self.config.model_folder, self.config.texts, rows=self.config.spark_rows)
+        c = self.config
+        result = measure_spark(c.model_folder, c.texts, rows=max(c.spark_rows, len(c.texts)))
+        spark_labels = result.pop("labels")
+        served = self._served_labels(c.texts)
+        same = sum(a == b for a, b in zip(spark_labels, served, strict=True))
         self.log(
             f"spark {result['rows']:,} rows on {result['master']}: {result['texts_per_s']:,.0f} texts/s "
-            f"(start-up {result['startup_s']:.1f} s, warm-up run {result['warmup_s']:.1f} s)"
+            f"(start-up {result['startup_s']:.1f} s, warm-up run {result['warmup_s']:.1f} s); "
+            f"labels equal to the served Bento's on {same:,} of {len(served):,} texts"
         )
-        return {**result, "errors": 0}
+        return {**result, "labels_equal_served": same, "labels_compared": len(served), "errors": 0}
+
+    def _served_labels(self, texts: list[str]) -> list[str | None]:
+        """The label the Bento as shipped answers for each text (requests of `batch_texts` texts)."""
+        c = self.config
+        size = c.batch_texts
+        with self._bento("spark-labels", {**self.secure_env, **c.served_env}) as url:
+            headers = {"authorization": self.authorization} if self.authorization else {}
+            labels: list[str | None] = []
+            with httpx.Client(timeout=60) as client:
+                for start in range(0, len(texts), size):
+                    answer = client.post(url, json={"texts": texts[start : start + size]}, headers=headers)
+                    answer.raise_for_status()
+                    labels += [item["label"] for item in answer.json()]
+        return labels
 
     def _batch_run(self, url: str, token: str, rows: int, model: str) -> dict:
         source = write_input(self.config.texts, rows, self.config.workdir / f"batch-{rows}.csv")

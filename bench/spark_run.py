@@ -38,13 +38,15 @@ def measure_spark(
     rounds: int = 2,
     partitions: int | None = None,
 ) -> dict:
-    """Steady texts/s of predict-spark on `rows` rows (Parquet in and out), and its fixed costs.
+    """Steady texts/s of predict-spark on `rows` rows (Parquet in and out), its fixed costs, and the
+    label it gave each of `texts` (their first rows, in the warm-up run).
     `partitions`: tasks the input is spread over (default: the master's cores; a small file is
     otherwise one task)."""
     scratch = Path(tempfile.mkdtemp(prefix="textclf-bench-spark-"))
     try:
         source = scratch / "input.parquet"
-        pq.write_table(pa.table({"text": repeated(texts, rows)}), source, row_group_size=max(1, rows // 8))
+        table = pa.table({"row": list(range(rows)), "text": repeated(texts, rows)})
+        pq.write_table(table, source, row_group_size=max(1, rows // 8))
         started = time.perf_counter()
         with local_model(folder) as model, spark_session(master) as spark:
             startup_s = time.perf_counter() - started
@@ -55,6 +57,8 @@ def measure_spark(
                 runs.append(predict_spark(spark, plan, model, partitions=spread))
         steady = runs[1:]
         seconds = sum(r.seconds for r in steady)
+        first = pq.read_table(scratch / "out-0.parquet", columns=["row", "label"]).to_pydict()
+        labels = dict(zip(first["row"], first["label"], strict=True))  # the shuffle does not keep row order
         return {
             "target": "spark",
             "master": master,
@@ -67,6 +71,7 @@ def measure_spark(
             "sessions_per_worker": max(sum((r.sessions for r in runs), Counter()).values()),
             "workers": len(set().union(*(r.batches for r in runs))),
             "batches": sum(sum(r.batches.values()) for r in steady),
+            "labels": [labels[i] for i in range(min(rows, len(texts)))],  # each text's first row
         }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -187,3 +187,4 @@ def test_spark_target_reports_steady_throughput_beside_served_batched(
         spark["texts_per_s"] / data["results"]["served_batched"]["texts_per_s"], abs=0.002
     )
     assert sum(line.startswith("spark ") for line in lines) == 1
+    assert spark["labels_compared"] == len(config.texts) == spark["labels_equal_served"]  # fp32: all equal

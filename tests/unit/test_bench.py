@@ -84,7 +84,17 @@ def _full_results() -> dict:
         "overhead_on": _result(560),
         "overhead_off": _result(600),
         "batch": _result(912, runs=[_batch_run(10_000, 912, 0.95), _batch_run(1_000_000, 5000)]),
-        "spark": _result(1200),
+        "spark": _result(
+            1200,
+            rows=30_000,
+            master="local[2]",
+            workers=2,
+            sessions_per_worker=1,
+            startup_s=12.0,
+            warmup_s=20.0,
+            labels_equal_served=3079,
+            labels_compared=3080,
+        ),
     }
 
 
@@ -150,6 +160,7 @@ def test_markdown_table_shows_every_target_and_ratio() -> None:
     assert "Test CPU" in text and "`textclf bench`" in text
     assert "| 10,000 | `bert-int8` | 912 | 0.95 | 12.5 | 101.5 |" in text
     assert "| 1,000,000 | `textclf-logreg:1` | 5,000 | — | 12.5 | 101.5 |" in text
+    assert "labels equal the served Bento's on 3,079 of 3,080 test texts" in text
 
 
 def test_cli_refuses_unknown_targets() -> None:
