@@ -14,6 +14,17 @@ from pathlib import Path
 from bench.load import LoadError
 
 SUMMARY = re.compile(r"(\d+) rows classified in ([\d.]+) s")
+PEAK = re.compile(r"^peak-rss-kib (\d+)$", re.M)
+# The client's peak RSS must be its own: a process forked (or vforked) from the bench starts with the
+# bench's high-water mark (hundreds of MB after the raw target), and exec keeps it. So a small launcher
+# spawns the CLI and reports what wait4 says of it: the launcher is a fresh, small interpreter.
+LAUNCHER = (
+    "import os, sys\n"
+    "pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ)\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "print(f'peak-rss-kib {usage.ru_maxrss}', file=sys.stderr)\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
 
 
 def write_input(texts: list[str], rows: int, path: Path) -> Path:
@@ -28,7 +39,7 @@ def write_input(texts: list[str], rows: int, path: Path) -> Path:
 def run_predict_batch(source: Path, url: str, token: str, workdir: Path, rows: int) -> dict:
     """One `textclf predict-batch` run: its classifying throughput (as it reports it), its wall time
     (start-up and the first pass included) and its peak RSS, read from the kernel when it is reaped
-    (wait4's ru_maxrss: exact, no polling)."""
+    (wait4's ru_maxrss, through LAUNCHER: exact, no polling)."""
     output = workdir / f"{source.stem}-out.csv"
     argv = [str(Path(sys.executable).with_name("textclf")), "predict-batch", str(source), "-o", str(output)]
     argv += ["--url", url, "--overwrite"]
@@ -36,14 +47,15 @@ def run_predict_batch(source: Path, url: str, token: str, workdir: Path, rows: i
     log = workdir / f"{source.stem}-predict-batch.log"
     started = time.monotonic()
     with log.open("w", encoding="utf-8") as stderr:
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        code = subprocess.call(
+            [sys.executable, "-c", LAUNCHER, *argv], stdout=subprocess.DEVNULL, stderr=stderr, env=env
+        )
     wall_s = time.monotonic() - started
-    text = " ".join(log.read_text(encoding="utf-8").split())
-    found = SUMMARY.search(text)
-    if process.returncode != 0 or found is None:
-        raise LoadError(f"predict-batch on {rows} rows failed ({process.returncode}): {text[-2000:]}")
+    raw = log.read_text(encoding="utf-8")
+    text = " ".join(raw.split())
+    found, peak = SUMMARY.search(text), PEAK.search(raw)
+    if code != 0 or found is None or peak is None:
+        raise LoadError(f"predict-batch on {rows} rows failed ({code}): {text[-2000:]}")
     classified, seconds = int(found.group(1)), float(found.group(2))
     output.unlink(missing_ok=True)
     return {
@@ -51,6 +63,6 @@ def run_predict_batch(source: Path, url: str, token: str, workdir: Path, rows: i
         "texts_per_s": round(classified / seconds, 1) if seconds else 0.0,
         "classify_s": seconds,
         "wall_s": round(wall_s, 2),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+        "peak_rss_mb": round(int(peak.group(1)) / 1024, 1),  # Linux reports KiB
         "errors": 0,
     }

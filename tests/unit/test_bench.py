@@ -284,3 +284,22 @@ def test_round_pairs_decide_the_security_ratio_by_their_median() -> None:
     results["security_on"] = _result(500, paired_ratios=[0.97, 0.80, 0.96, 0.99, 0.98, 0.95])  # one odd pair
     assert report.ratios(results)["security_on/security_off"] == 0.965  # not 500 / 600
     assert report.median_ratio([0.9, 0.7, 0.8]) == 0.8
+
+
+def test_the_launcher_reports_the_child_s_own_peak_memory_not_its_parent_s() -> None:
+    """A process spawned from a big one inherits its high-water mark; the batch target's launcher must
+    report only what the client itself used."""
+    import subprocess
+    import sys
+
+    from bench.batch import LAUNCHER, PEAK
+
+    held = bytearray(300 * 2**20)
+    held[::4096] = b"\1" * len(held[::4096])  # touch every page: the parent is now 300 MB resident
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-c", "pass"], capture_output=True, text=True
+    )
+    found = PEAK.search(done.stderr)
+    assert done.returncode == 0 and found is not None
+    assert 1 < int(found.group(1)) / 1024 < 100  # a bare interpreter, far below the parent's 300 MB
+    del held
