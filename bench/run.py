@@ -401,9 +401,12 @@ class Bench:
         runs: list[dict] = []
         sizes = list(c.batch_rows)
         with self._bento("batch", env) as url:
+            auth = {"authorization": self.authorization}
             if served_batched is None:
-                auth = {"authorization": self.authorization}
                 served_batched = self._saturate("served_batched", url, self.batched, c.batch_texts, **auth)
+            elif c.warmup_s > 0:  # a fresh server: warmed up as served_batched's was, so neither pays for it
+                self._load(url, self.batched, c.batch_texts, c.warmup_s, **auth)
+                self._drain(url, _first_line(self.batched), **auth)
             same = sizes if c.batch_memory_bento is None else sizes[:1]
             runs += [self._batch_run(url, token, rows, c.variant) for rows in same]
         if c.batch_memory_bento is not None and len(sizes) > 1:
