@@ -33,13 +33,17 @@ def test_bench_measures_every_target(
     readme.write_text("# x\n<!-- bench:start -->\nold\n<!-- bench:end -->\n")
     args = ["bench", "--model", "bert-int8", "--params", str(trained_bert.params_file), "--connections", "4"]
     args += ["--duration", "2", "--warmup", "1", "--output", str(output), "--readme", str(readme)]
+    args += ["--batch-rows", "300,3000", "--batch-memory-model", ""]  # this workspace exports only BERT
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads(output.read_text())
 
     results = data["results"]
-    loads = set(ROWS) - {"raw", "batch"}  # every HTTP target of the default run, BentoML's batching included
-    assert set(results) == {"raw", *loads}
+    # every HTTP target of the default run, BentoML's batching included
+    loads = set(ROWS) - {"raw", "batch", "spark"}
+    assert set(results) == {"raw", "batch", "spark", *loads}
+    assert [run["rows"] for run in results["batch"]["runs"]] == [300, 3000]
+    assert results["spark"]["texts_per_s"] > 0 and results["spark"]["labels_compared"] > 0
     if results["pytriton"] is None:  # its venv could not be made here: skipped, and the output says why
         assert "pytriton: skipped (" in result.output
         loads.discard("pytriton")
