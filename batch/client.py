@@ -1,8 +1,9 @@
 """Batch prediction: stream a CSV/JSONL file through a running textclf server, chunk by chunk.
 
 Memory stays O(chunk_size * concurrency) whatever the file size: rows are read lazily, at most
-`concurrency` chunks are in flight, and finished chunks are written in input order as soon as the
-oldest one is done. Rows go to a partial file beside the target, checkpointed every few seconds
+`concurrency` requests are in flight (fewer while the run ramps up, batch.pacing), and finished chunks
+are written in input order as soon as the oldest one is done (at most REORDER_FACTOR * concurrency
+chunks are held). Rows go to a partial file beside the target, checkpointed every few seconds
 (batch.checkpoint), and renamed onto it only when every row has been written: a half-written file
 is never mistaken for a result, and a run that died continues with `resume=True`.
 
@@ -26,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from batch import checkpoint as ckpt
 from batch.outcome import BatchError, BatchSummary
 from batch.output import Writer
+from batch.pacing import Pacing
 from batch.partial import PartialOutput
 from batch.requests import PROBE_ROWS, classify, connect, schema_limit, served_model
 from batch.rows import Chunk, InputSpec, chunks, file_kind, probe_chunk, read_rows, scan_input
@@ -34,6 +36,9 @@ __all__ = ["BatchError", "BatchSummary", "InputSpec", "apredict_file", "predict_
 
 CHECKPOINT_CHUNKS = 200  # checkpoint after this many chunks written...
 CHECKPOINT_S = 5.0  # ...or this many seconds, whichever comes first
+# Chunks held for in-order writing, per request in flight: memory stays O(chunk_size * concurrency)
+# while finished chunks queue behind a slower one.
+REORDER_FACTOR = 4
 
 
 def _progress(total: int, enabled: bool | None) -> Progress:
@@ -201,15 +206,38 @@ async def _run(
                     save()
                     since, last_saved = 0, time.monotonic()
 
+            pacing = Pacing(summary.chunk_size, run.concurrency, spec.rows - state.rows_written)
+            answered = 0
+
+            def count_answer(_: asyncio.Task[Chunk]) -> None:
+                nonlocal answered
+                answered += 1
+
+            async def make_room() -> None:
+                """Write what is done at the head; then wait until fewer requests are in flight than
+                the pacing allows and the reorder buffer has room. Done chunks wait in the buffer for
+                the oldest, so a slow request (e.g. on the busier of the server's workers) does not
+                keep the others from being replaced."""
+                while True:
+                    while window and window[0].done():
+                        await flush_oldest()
+                    if len(window) >= run.concurrency * REORDER_FACTOR:
+                        await flush_oldest()
+                        continue
+                    sending = [task for task in window if not task.done()]
+                    if len(sending) < pacing.in_flight(answered):
+                        return
+                    await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+
             try:
                 started = time.monotonic()
-                for chunk in chunks(rows, run.text_column, summary.chunk_size):
+                for chunk in chunks(rows, run.text_column, pacing.size):
                     summary.chunks += 1
                     summary.rows_in += len(chunk.rows)
-                    if len(window) >= run.concurrency:  # reorder buffer full: wait for the oldest chunk
-                        await flush_oldest()
-                    sending = classify(client, chunk, run.top_k, run.retries, summary)
-                    window.append(asyncio.create_task(sending))
+                    await make_room()
+                    request = asyncio.create_task(classify(client, chunk, run.top_k, run.retries, summary))
+                    request.add_done_callback(count_answer)
+                    window.append(request)
                 while window:
                     await flush_oldest()
                 summary.seconds = time.monotonic() - started

@@ -7,7 +7,7 @@ turns its errors into BatchErrors and decides which rows of a chunk can be sent 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,15 +124,24 @@ def scan_input(path: Path, text_column: str) -> InputSpec:
     return InputSpec(path=path, kind=kind, columns=columns, rows=count)
 
 
-def chunks(rows: Iterator[tuple[Record, Position]], text_column: str, size: int) -> Iterator[Chunk]:
-    """Group rows into chunks; rows the server would refuse are kept but not sent."""
+def chunks(
+    rows: Iterator[tuple[Record, Position]], text_column: str, size: int | Callable[[int, int], int]
+) -> Iterator[Chunk]:
+    """Group rows into chunks of `size` rows, or of `size(rows read, chunks made)` rows each when it is
+    a function (batch.pacing); rows the server would refuse are kept but not sent."""
+    next_size = (lambda _read, _made: size) if isinstance(size, int) else size
     batch: list[Record] = []
     end = Position()
+    read = made = 0
+    want = next_size(read, made)
     for row, end in rows:
         batch.append(row)
-        if len(batch) == size:
+        read += 1
+        if len(batch) >= want:
             yield _prepare(batch, text_column, end)
             batch = []
+            made += 1
+            want = next_size(read, made)
     if batch:
         yield _prepare(batch, text_column, end)
 

@@ -78,6 +78,8 @@ class FlakyProxy(ThreadingHTTPServer):
         self.failed = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.answered = 0
+        self.arrivals: list[tuple[int, int]] = []  # (in flight with it, answered before it) per /classify
         self.lock = threading.Condition()
 
     @property
@@ -122,6 +124,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 proxy.failed += failing
                 proxy.in_flight += 1
                 proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                proxy.arrivals.append((proxy.in_flight, proxy.answered))
                 proxy.lock.notify_all()
         try:
             if is_classify and failing:
@@ -137,6 +140,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             if is_classify:
                 with proxy.lock:
                     proxy.in_flight -= 1
+                    proxy.answered += 1
 
     def do_GET(self) -> None:
         self._forward("GET")
@@ -355,13 +359,18 @@ def test_persistent_5xx_fails_naming_the_lines_and_leaves_no_file(server: str, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 
-def test_at_most_concurrency_chunks_are_in_flight(server: str, tmp_path: Path) -> None:
+def test_requests_in_flight_ramp_up_one_per_answer_to_the_concurrency(server: str, tmp_path: Path) -> None:
     rows = tiny_rows(8, seed=22)
     source = write_csv(tmp_path / "in.csv", rows)
-    with flaky_proxy(server, failures=0, gather=4) as proxy:  # would hold a 4th, if one ever came
+    with flaky_proxy(server, failures=0, gather=3) as proxy:  # holds each until 3 are in flight
         summary = predict_file(source, tmp_path / "out.csv", url=proxy.url, chunk_size=4, concurrency=3)
     assert summary.chunks == 10 and summary.rows_out == len(rows)
     assert proxy.max_in_flight == 3  # the window is used, and never exceeded
+    # slow start: a request goes out only while fewer than 1 + answers-so-far are in flight, so the
+    # client's connections open one at a time (a burst would all land on one server worker)
+    probe = 1  # the run's first request identifies the model, alone
+    assert [n for n, _ in proxy.arrivals[probe : probe + 3]] == [1, 1, 2]
+    assert all(n <= 1 + answered - probe for n, answered in proxy.arrivals[probe:])
     assert [r["text"] for r in read_csv(tmp_path / "out.csv")] == [t for t, _ in rows]
 
 
