@@ -40,7 +40,7 @@ from monitoring.http_metrics import HttpMetrics, metrics_page
 from monitoring.model_metrics import ModelMetrics
 from textclf.core.crypto import load_data_key
 from textclf.core.offline import go_offline
-from textclf.core.runtime import ABSTAIN_CANDIDATES, Timings, answer
+from textclf.core.runtime import Timings, answer, ranks_needed
 from textclf.core.served_model import ServedModelError
 
 if TYPE_CHECKING:  # whylogs loads only where profiles are on
@@ -233,8 +233,7 @@ class TextClassifier:
         if state.profiler is not None:
             state.profiler.offer(texts, probs, encodings)
         threshold = classifier.abstain_below
-        widest = max((q.top_k or 1) for q in queries)
-        ranked = classifier.top_k(probs, widest if threshold is None else max(widest, ABSTAIN_CANDIDATES))
+        ranked = classifier.top_k(probs, max(ranks_needed(q.top_k, threshold) for q in queries))
         shadow = self.lifecycle.shadow if self.lifecycle is not None else None
         if shadow is not None:
             shadow.offer(texts, [best[0].label for best in ranked])

@@ -38,6 +38,12 @@ class Scored:
 ABSTAIN_CANDIDATES = 3  # labels listed with an abstained answer that asked for no top_k
 
 
+def ranks_needed(top_k: int | None, abstain_below: float | None) -> int:
+    """How many best labels `answer` needs for a text that asked for `top_k`: an abstained answer lists
+    at least ABSTAIN_CANDIDATES, so a model with a threshold ranks that many."""
+    return max(top_k or 1, ABSTAIN_CANDIDATES if abstain_below is not None else 1)
+
+
 def answer(best: list[Scored], top_k: int | None, abstain_below: float | None) -> dict:
     """One text's answer as the API gives it: the best label and its score, `abstained` (label None)
     when that score is below the model's threshold, and the `top_k` best labels when asked for; an
@@ -268,7 +274,7 @@ class OnnxClassifier:
 
     def answers(self, probs: np.ndarray, top_k: int | None = None) -> list[dict]:
         """Every row's answer as the API gives it (`answer`), for callers outside the server."""
-        widest = max(top_k or 1, ABSTAIN_CANDIDATES if self.abstain_below is not None else 1)
+        widest = ranks_needed(top_k, self.abstain_below)
         return [answer(best, top_k, self.abstain_below) for best in self.top_k(probs, widest)]
 
     def top_k(self, probs: np.ndarray, k: int) -> list[list[Scored]]:
