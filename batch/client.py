@@ -25,11 +25,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from batch import checkpoint as ckpt
-from batch.outcome import BatchError, BatchSummary
+from batch.outcome import BatchError, BatchSummary, ModelChanged
 from batch.output import Writer
 from batch.pacing import Pacing
 from batch.partial import PartialOutput
-from batch.requests import PROBE_ROWS, classify, connect, schema_limit, served_model
+from batch.requests import PROBE_ROWS, ModelWatch, classify, connect, schema_limit, served_model
 from batch.rows import Chunk, InputSpec, chunks, file_kind, probe_chunk, read_rows, scan_input
 
 __all__ = ["BatchError", "BatchSummary", "InputSpec", "apredict_file", "predict_file", "scan_input"]
@@ -134,7 +134,8 @@ async def apredict_file(
             input=identity, model=model, options=options, spec={**asdict(spec), "path": str(spec.path)}
         )
         run = _Run(text_column, top_k, retries, concurrency, progress, checkpoint_chunks, checkpoint_s)
-        await _run(run, client, spec, output, out_kind, state, summary, resumed=saved is not None)
+        watch = ModelWatch(client, spec, text_column, retries, summary, expected=state.model)
+        await _run(run, client, watch, spec, output, out_kind, state, summary, resumed=saved is not None)
     finally:
         await client.close()
     return summary
@@ -156,6 +157,7 @@ class _Run:
 async def _run(
     run: _Run,
     client: Any,
+    watch: ModelWatch,
     spec: InputSpec,
     output: Path,
     out_kind: str,
@@ -185,6 +187,11 @@ async def _run(
             state.rows_written, state.counts = summary.rows_out, {n: getattr(summary, n) for n in counts}
             partial.checkpoint(state)
 
+        async def checked_save() -> None:
+            """A checkpoint vouches only for rows of the run's model: the version is checked first."""
+            await watch.check(alone=False)
+            save()
+
         with (
             _progress(spec.rows, run.progress) as bar,
             contextlib.closing(read_rows(spec, state.position)) as rows,
@@ -203,7 +210,7 @@ async def _run(
                 bar.advance(task, len(done.rows))
                 since += 1
                 if since >= run.checkpoint_chunks or time.monotonic() - last_saved >= run.checkpoint_s:
-                    save()
+                    await checked_save()
                     since, last_saved = 0, time.monotonic()
 
             pacing = Pacing(summary.chunk_size, run.concurrency, spec.rows - state.rows_written)
@@ -241,6 +248,16 @@ async def _run(
                 while window:
                     await flush_oldest()
                 summary.seconds = time.monotonic() - started
+                await watch.check(alone=True)
+            except ModelChanged as exc:  # rows since the last check may be either model's: not saved
+                kept = (
+                    f"the {state.rows_written} rows checkpointed before it are kept: serve that model again "
+                    "and run the same command with --resume, or pass --overwrite to classify every row "
+                    "with the new one"
+                    if partial.saved
+                    else "nothing was kept: run the same command again"
+                )
+                raise ModelChanged(f"{exc}\n{kept}") from None
             except BaseException as exc:  # keep what is done for --resume (a crash keeps the last one)
                 if summary.rows_out > state.rows_written or partial.saved:
                     save()

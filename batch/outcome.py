@@ -13,6 +13,11 @@ class BatchError(Exception):
     """The run cannot finish correctly; nothing was written to the output path."""
 
 
+class ModelChanged(BatchError):
+    """The server started serving another model during the run: the rows since the last check may
+    come from either, so they are not checkpointed."""
+
+
 @dataclass
 class BatchSummary:
     """What a finished run did; `rows_out == rows_in` always holds for a returned summary."""

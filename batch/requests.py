@@ -7,6 +7,7 @@ becomes a per-row error on that chunk; anything that makes the run unsound is a 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -15,8 +16,9 @@ import httpx
 from bentoml.exceptions import BentoMLException
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
-from batch.outcome import BatchError, BatchSummary
-from batch.rows import Chunk
+from batch import checkpoint as ckpt
+from batch.outcome import BatchError, BatchSummary, ModelChanged
+from batch.rows import Chunk, InputSpec, probe_chunk
 
 API = "classify"
 RETRYABLE_4XX = frozenset({HTTPStatus.REQUEST_TIMEOUT, HTTPStatus.TOO_MANY_REQUESTS})
@@ -180,3 +182,33 @@ async def served_model(
         answers = [done.results[i][0] for i in done.sent]
         identity["probe"] = [[a["label"], round(float(a["score"]), 6)] for a in answers if a is not None]
     return identity
+
+
+@dataclass
+class ModelWatch:
+    """Checks, during a run, that the server still serves the model the run started with (`expected`,
+    from `served_model`), so one output never mixes two models' labels."""
+
+    client: bentoml.AsyncHTTPClient
+    spec: InputSpec
+    text_column: str
+    retries: int
+    summary: BatchSummary
+    expected: dict[str, Any]
+
+    async def check(self, alone: bool) -> None:
+        """Raise ModelChanged when the served model is no longer the expected one.
+
+        Mid-run (`alone=False`, before each checkpoint) only the version from GET /model is compared:
+        a probe's scores move with the texts an int8 model batches it with, and an unreadable version
+        (no model:read, or a transient failure) waits for the next check. At the end (`alone=True`,
+        nothing else in flight) the probe answers decide when no version can, as on a resume."""
+        if not alone and not self.expected.get("version"):
+            return
+        probe = probe_chunk(self.spec, self.text_column, PROBE_ROWS) if alone else None
+        now = await served_model(self.client, probe, self.retries, self.summary)
+        if not alone and not now.get("version"):
+            return
+        why = ckpt.model_refusal(self.expected, now)
+        if why:
+            raise ModelChanged(f"the model changed during the run: {why}")

@@ -1,7 +1,7 @@
 """`textclf predict-batch` against the real Bento: formats, row errors, retries, the CLI, flat memory.
 
-Longer than our ~350-line norm on purpose: the cases share one served Bento and the fault-injecting
-proxy in front of it; split apart, each file would need both again.
+Longer than our ~350-line norm on purpose: the cases share one served Bento (and the fault-injecting
+proxy of tests/proxy.py in front of it); split apart, each file would need it again.
 """
 
 from __future__ import annotations
@@ -10,12 +10,8 @@ import csv
 import json
 import os
 import subprocess
-import threading
 import tracemalloc
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -23,6 +19,7 @@ import pytest
 
 from batch.client import BatchError, BatchSummary, predict_file
 from tests.helpers import bin_path, free_port, tiny_rows, write_csv
+from tests.proxy import flaky_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -52,115 +49,6 @@ def direct_labels(url: str, texts: list[str]) -> list[str]:
 def leftovers(folder: Path) -> list[str]:
     """Partial outputs and checkpoints a run left behind (there must be none after a success)."""
     return sorted(p.name for p in folder.iterdir() if p.name.endswith((".part", ".checkpoint.json")))
-
-
-# ---------------------------------------------------------------- a flaky loopback proxy in front of `server`
-
-
-GATHER_DEADLINE_S = 5.0
-
-
-class FlakyProxy(ThreadingHTTPServer):
-    """Forwards to the real server, but answers 503 to the first `failures` POST /classify requests.
-
-    It also records the most /classify requests it saw in flight at once, and can hold each
-    forwarded /classify until `gather` of them are in flight (or `GATHER_DEADLINE_S` passes, for a last
-    chunk that has no company), so the client's concurrency shows without timing anything.
-    """
-
-    daemon_threads = True
-
-    def __init__(self, upstream: str, failures: int, gather: int = 0) -> None:
-        super().__init__(("127.0.0.1", 0), _ProxyHandler)
-        self.upstream = httpx.Client(base_url=upstream, timeout=10)
-        self.failures = failures
-        self.gather = gather
-        self.failed = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.answered = 0
-        self.arrivals: list[tuple[int, int]] = []  # (in flight with it, answered before it) per /classify
-        self.lock = threading.Condition()
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-
-class _ProxyHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like the real server
-    server: FlakyProxy
-
-    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
-        pass
-
-    def _body(self) -> bytes:
-        """The request body; the BentoML client streams it chunked, without a Content-Length."""
-        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        parts = []
-        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-            parts.append(self.rfile.read(size))
-            self.rfile.readline()
-        while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
-            pass
-        return b"".join(parts)
-
-    def _reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _forward(self, method: str) -> None:
-        proxy = self.server
-        body = self._body() if method == "POST" else b""
-        is_classify = method == "POST" and self.path == "/classify"
-        if is_classify:
-            with proxy.lock:
-                failing = proxy.failed < proxy.failures
-                proxy.failed += failing
-                proxy.in_flight += 1
-                proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
-                proxy.arrivals.append((proxy.in_flight, proxy.answered))
-                proxy.lock.notify_all()
-        try:
-            if is_classify and failing:
-                self._reply(503, b'{"error": "overloaded, try again"}')
-                return
-            if is_classify and proxy.gather:
-                with proxy.lock:
-                    proxy.lock.wait_for(lambda: proxy.in_flight >= proxy.gather, GATHER_DEADLINE_S)
-            headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
-            answer = proxy.upstream.request(method, self.path, content=body, headers=headers)
-            self._reply(answer.status_code, answer.content, answer.headers.get("content-type", "text/plain"))
-        finally:
-            if is_classify:
-                with proxy.lock:
-                    proxy.in_flight -= 1
-                    proxy.answered += 1
-
-    def do_GET(self) -> None:
-        self._forward("GET")
-
-    def do_POST(self) -> None:
-        self._forward("POST")
-
-
-@contextmanager
-def flaky_proxy(upstream: str, failures: int, gather: int = 0) -> Iterator[FlakyProxy]:
-    proxy = FlakyProxy(upstream, failures, gather)
-    thread = threading.Thread(target=proxy.serve_forever, name="flaky-proxy", daemon=True)
-    thread.start()
-    try:
-        yield proxy
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
-        proxy.upstream.close()
-        thread.join(timeout=5)
 
 
 # ---------------------------------------------------------------------------------------------- tests

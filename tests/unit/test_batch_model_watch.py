@@ -1,0 +1,70 @@
+"""The mid-run model check of predict-batch: when it asks the server, and what it concludes, against a
+stand-in for the BentoML client (the real server switch is in tests/integration/test_batch_resume.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from batch.outcome import BatchSummary, ModelChanged
+from batch.requests import PROBE_ROWS, ModelWatch
+from batch.rows import scan_input
+from tests.helpers import tiny_rows, write_csv
+
+
+class StandIn:
+    """Answers GET /model with `version` (403 when None) and every text with `label`; counts calls."""
+
+    def __init__(self, version: str | None, label: str = "refund") -> None:
+        self.version, self.label = version, label
+        self.gets = self.posts = 0
+
+    async def request(self, method: str, path: str) -> httpx.Response:
+        self.gets += 1
+        if self.version is None:
+            return httpx.Response(403, json={"error": "missing scope model:read"})
+        return httpx.Response(200, json={"name": "textclf-logreg", "version": self.version})
+
+    async def call(self, api: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        self.posts += 1
+        return [{"label": self.label, "score": 0.9} for _ in body["texts"]]
+
+
+def watch(tmp_path: Path, client: StandIn, expected: dict[str, Any]) -> ModelWatch:
+    spec = scan_input(write_csv(tmp_path / "in.csv", tiny_rows(4, seed=5)), "text")
+    return ModelWatch(client, spec, "text", retries=0, summary=BatchSummary(), expected=expected)  # type: ignore[arg-type]
+
+
+PROBE = [["refund", 0.9]] * PROBE_ROWS
+
+
+def test_mid_run_a_new_version_stops_the_run_and_the_same_one_passes(tmp_path: Path) -> None:
+    expected = {"name": "textclf-logreg", "version": "v1", "probe": PROBE}
+    same = StandIn("v1")
+    asyncio.run(watch(tmp_path, same, expected).check(alone=False))
+    assert (same.gets, same.posts) == (1, 0)  # mid-run: the version only, no texts sent
+    with pytest.raises(ModelChanged, match=r"version v2, but the rows written so far came from .* v1"):
+        asyncio.run(watch(tmp_path, StandIn("v2"), expected).check(alone=False))
+
+
+def test_mid_run_without_a_readable_version_nothing_is_concluded(tmp_path: Path) -> None:
+    # the token could not read /model at the start: a probe batched with other texts could differ on an
+    # int8 model, so mid-run checks do not ask at all
+    blind = StandIn(None, label="top_up")
+    asyncio.run(watch(tmp_path, blind, {"probe": PROBE}).check(alone=False))
+    assert (blind.gets, blind.posts) == (0, 0)
+    # readable at the start but not now (a transient failure): the next check decides
+    asyncio.run(watch(tmp_path, blind, {"version": "v1", "probe": PROBE}).check(alone=False))
+    assert blind.posts == 0
+
+
+def test_at_the_end_the_probe_answers_decide_when_no_version_can(tmp_path: Path) -> None:
+    asyncio.run(watch(tmp_path, StandIn(None), {"probe": PROBE}).check(alone=True))
+    other = StandIn(None, label="top_up")
+    with pytest.raises(ModelChanged, match="answers the same probe texts differently"):
+        asyncio.run(watch(tmp_path, other, {"probe": PROBE}).check(alone=True))
+    assert other.posts == 1
