@@ -93,12 +93,14 @@ def _workers_rss_mb(port: int) -> list[float]:
     return sorted(worker.memory_info().rss / 2**20 for worker in serve_workers(port))
 
 
-def _audit_actions(folder: Path) -> list[dict]:
-    return [
+def _audited(folder: Path, action: str) -> list[dict]:
+    """The workers' audit records of `action` (model changes go to audit-model-<worker>.jsonl)."""
+    records = [
         json.loads(line)
         for path in folder.glob("audit-model-*.jsonl")
         for line in path.read_text().splitlines()
     ]
+    return [r for r in records if r["action"] == action]
 
 
 def test_shadow_switch_refusal_and_rollback_under_load(
@@ -159,8 +161,10 @@ def test_shadow_switch_refusal_and_rollback_under_load(
         )
         assert _info(following.url).get(second) == 1
         assert httpx.get(f"{following.url}/model").json()["version"] == second
-        refused = [a for a in _audit_actions(following.audit) if a["action"] == "model-refused"]
-        assert len(refused) == 2 and "changed since it was exported" in refused[0]["reason"]
+        # each worker counts the refusal, then writes its audit line: wait for both lines
+        wait_for(lambda: len(_audited(following.audit, "model-refused")) == 2, WAIT_S, "refusals audited")
+        refused = _audited(following.audit, "model-refused")
+        assert "changed since it was exported" in refused[0]["reason"]
 
         # back and forth: memory does not grow with each switch (the old model is released)
         for tag, version in [(models.first, first), (models.second, second)] * 3:
@@ -186,5 +190,6 @@ def test_shadow_switch_refusal_and_rollback_under_load(
     growth = [after - before for before, after in zip(rss[1], rss[-1], strict=True)]
     print(f"worker RSS (MB) after each switch: {rss}")
     assert max(growth) < 50, rss
-    switched = [a for a in _audit_actions(following.audit) if a["action"] == "model-switched"]
-    assert len(switched) == 2 * 7 and {a["model"] for a in switched} == {models.first, models.second}
+    wait_for(lambda: len(_audited(following.audit, "model-switched")) == 2 * 7, WAIT_S, "switches audited")
+    switched = _audited(following.audit, "model-switched")
+    assert {a["model"] for a in switched} == {models.first, models.second}
