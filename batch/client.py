@@ -134,7 +134,7 @@ async def apredict_file(
             input=identity, model=model, options=options, spec={**asdict(spec), "path": str(spec.path)}
         )
         run = _Run(text_column, top_k, retries, concurrency, progress, checkpoint_chunks, checkpoint_s)
-        watch = ModelWatch(client, spec, text_column, retries, summary, expected=state.model)
+        watch = ModelWatch(client, probe, retries, summary, expected=state.model)
         await _run(run, client, watch, spec, output, out_kind, state, summary, resumed=saved is not None)
     finally:
         await client.close()

@@ -18,7 +18,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from batch import checkpoint as ckpt
 from batch.outcome import BatchError, BatchSummary, ModelChanged
-from batch.rows import Chunk, InputSpec, probe_chunk
+from batch.rows import Chunk
 
 API = "classify"
 RETRYABLE_4XX = frozenset({HTTPStatus.REQUEST_TIMEOUT, HTTPStatus.TOO_MANY_REQUESTS})
@@ -190,8 +190,7 @@ class ModelWatch:
     from `served_model`), so one output never mixes two models' labels."""
 
     client: bentoml.AsyncHTTPClient
-    spec: InputSpec
-    text_column: str
+    probe: Chunk | None  # the input's first texts, as sent at the start (`served_model`)
     retries: int
     summary: BatchSummary
     expected: dict[str, Any]
@@ -205,8 +204,7 @@ class ModelWatch:
         nothing else in flight) the probe answers decide when no version can, as on a resume."""
         if not alone and not self.expected.get("version"):
             return
-        probe = probe_chunk(self.spec, self.text_column, PROBE_ROWS) if alone else None
-        now = await served_model(self.client, probe, self.retries, self.summary)
+        now = await served_model(self.client, self.probe if alone else None, self.retries, self.summary)
         if not alone and not now.get("version"):
             return
         why = ckpt.model_refusal(self.expected, now)

@@ -233,7 +233,7 @@ class TextClassifier:
         if state.profiler is not None:
             state.profiler.offer(texts, probs, encodings)
         threshold = classifier.abstain_below
-        ranked = classifier.top_k(probs, max(ranks_needed(q.top_k, threshold) for q in queries))
+        ranked = classifier.top_k(probs, ranks_needed(max((q.top_k or 1) for q in queries), threshold))
         shadow = self.lifecycle.shadow if self.lifecycle is not None else None
         if shadow is not None:
             shadow.offer(texts, [best[0].label for best in ranked])

@@ -12,7 +12,7 @@ import pytest
 
 from batch.outcome import BatchSummary, ModelChanged
 from batch.requests import PROBE_ROWS, ModelWatch
-from batch.rows import scan_input
+from batch.rows import probe_chunk, scan_input
 from tests.helpers import tiny_rows, write_csv
 
 
@@ -36,7 +36,8 @@ class StandIn:
 
 def watch(tmp_path: Path, client: StandIn, expected: dict[str, Any]) -> ModelWatch:
     spec = scan_input(write_csv(tmp_path / "in.csv", tiny_rows(4, seed=5)), "text")
-    return ModelWatch(client, spec, "text", retries=0, summary=BatchSummary(), expected=expected)  # type: ignore[arg-type]
+    probe = probe_chunk(spec, "text", PROBE_ROWS)
+    return ModelWatch(client, probe, retries=0, summary=BatchSummary(), expected=expected)  # type: ignore[arg-type]
 
 
 PROBE = [["refund", 0.9]] * PROBE_ROWS
