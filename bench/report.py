@@ -166,13 +166,13 @@ def batch_table(batch: dict | None) -> list[str]:
         return []
     lines = [
         "",
-        "| predict-batch input rows | model | texts/s classifying | / served_batched | wall s (all in) | "
-        "client peak RSS, MB |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| run | predict-batch input rows | model | texts/s classifying | / served_batched "
+        "| wall s (all in) | client peak RSS, MB |",
+        "|---|---:|---|---:|---:|---:|---:|",
     ]
     for run in batch["runs"]:
         lines.append(
-            f"| {run['rows']:,} | `{run['model']}` | {run['texts_per_s']:,.0f} | "
+            f"| {run.get('purpose', '')} | {run['rows']:,} | `{run['model']}` | {run['texts_per_s']:,.0f} | "
             f"{_cell(run.get('ratio_to_served_batched'))} | {run['wall_s']:,.1f} | {run['peak_rss_mb']:.1f} |"
         )
     return lines

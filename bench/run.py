@@ -85,7 +85,8 @@ class BenchConfig:
     soak_s: float = 600.0  # the soak target's load (memory over time)
     switch_to: str | None = None  # the switch target's other model (a store tag with the same labels)
     switches: int = 6  # model changes under load in the switch target
-    batch_rows: tuple[int, ...] = (10_000, 1_000_000)  # the batch target's input sizes
+    # input sizes of the batch target's memory runs (its throughput run is sized to served_batched's window)
+    batch_rows: tuple[int, ...] = (10_000, 1_000_000)
     # the batch target's model for sizes after the first (memory does not depend on the model; a slow one
     # would take long): a Bento and its model tag; None = the benchmarked model for every size
     batch_memory_bento: tuple[str, str] | None = None
@@ -392,9 +393,10 @@ class Bench:
         }
 
     def batch(self, served_batched: dict | None) -> dict[str, dict]:
-        """`textclf predict-batch` as a user runs it, against the Bento as shipped: throughput on the first
-        size next to served_batched (measured here on the same server unless this run has it), and the
-        client's peak RSS on every size (the later ones on `batch_memory_bento` when given)."""
+        """`textclf predict-batch` as a user runs it, against the Bento as shipped. Throughput: one run sized
+        to last about as long as served_batched's window (its texts/s x --duration rows), so the ramp-up and
+        the drain weigh on it no more than on wrk's steady window; then the client's peak RSS at every size of
+        `batch_rows` (the later ones on `batch_memory_bento` when given)."""
         c = self.config
         env = {**self.secure_env, **c.served_env}
         token = self.authorization.removeprefix("Bearer ")
@@ -407,17 +409,18 @@ class Bench:
             elif c.warmup_s > 0:  # a fresh server: warmed up as served_batched's was, so neither pays for it
                 self._load(url, self.batched, c.batch_texts, c.warmup_s, **auth)
                 self._drain(url, _first_line(self.batched), **auth)
+            rows = throughput_rows(served_batched["texts_per_s"], c.duration_s, len(c.texts))
+            runs.append({**self._batch_run(url, token, rows, c.variant), "purpose": "throughput"})
             same = sizes if c.batch_memory_bento is None else sizes[:1]
-            runs += [self._batch_run(url, token, rows, c.variant) for rows in same]
+            runs += [{**self._batch_run(url, token, n, c.variant), "purpose": "memory"} for n in same]
         if c.batch_memory_bento is not None and len(sizes) > 1:
             with self._bento("batch-memory", env, bento=c.batch_memory_bento) as url:
                 model = c.batch_memory_bento[1]
-                runs += [self._batch_run(url, token, rows, model) for rows in sizes[1:]]
-        first = runs[0]
+                runs += [{**self._batch_run(url, token, n, model), "purpose": "memory"} for n in sizes[1:]]
         for run in runs:
             if run["model"] == c.variant and served_batched["texts_per_s"]:
                 run["ratio_to_served_batched"] = round(run["texts_per_s"] / served_batched["texts_per_s"], 3)
-        batch = {**first, "runs": runs}
+        batch = {**runs[0], "runs": runs}
         return {"served_batched": served_batched, "batch": batch}
 
     def spark(self) -> dict:
@@ -605,6 +608,12 @@ def _token_model(folder: Path) -> bool:
     from textclf.core.contract import read_model_folder
 
     return read_model_folder(folder)[1].input_kind == "tokens"
+
+
+def throughput_rows(texts_per_s: float, duration_s: float, minimum: int) -> int:
+    """Rows for predict-batch's throughput run: about `duration_s` of work at `texts_per_s` (served_batched's
+    rate), never fewer than one pass over the test set."""
+    return max(minimum, round(texts_per_s * duration_s))
 
 
 def _first_line(path: Path) -> str:

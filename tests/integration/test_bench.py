@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from bench.load import run_wrk, write_bodies
 from bench.report import HALF_LOAD_VERDICT, RATIOS, ROWS, TARGETS
-from bench.run import Bench, BenchConfig
+from bench.run import Bench, BenchConfig, throughput_rows
 from tests.conftest import Workspace
 from tests.helpers import needs_java, tiny_rows
 from textclf.cli import app
@@ -144,8 +144,9 @@ def _tiny_config(
 def test_batch_target_runs_the_cli_and_reads_the_client_peak_memory(
     built_bento: dict[str, str], trained_logreg: Workspace, tmp_path: Path
 ) -> None:
-    """The batch target on the tiny model, security on: predict-batch's throughput next to served_batched,
-    and the client's peak RSS at two sizes (the second on a 'memory model' Bento, here the same one)."""
+    """The batch target on the tiny model, security on: predict-batch's throughput on a run sized to
+    served_batched's window, next to served_batched, and the client's peak RSS at two sizes (the second on a
+    'memory model' Bento, here the same one)."""
     lines: list[str] = []
     config = _tiny_config(
         built_bento,
@@ -159,16 +160,20 @@ def test_batch_target_runs_the_cli_and_reads_the_client_peak_memory(
     results = data["results"]
     assert results["served_batched"]["texts_per_s"] > 0 and results["served_batched"]["errors"] == 0
     runs = results["batch"]["runs"]
-    assert [run["rows"] for run in runs] == [300, 3000]
-    assert [run["model"] for run in runs] == ["logreg", built_bento["model"]]
+    window_rows = throughput_rows(
+        results["served_batched"]["texts_per_s"], config.duration_s, len(config.texts)
+    )
+    assert [run["rows"] for run in runs] == [window_rows, 300, 3000]
+    assert [run["purpose"] for run in runs] == ["throughput", "memory", "memory"]
+    assert [run["model"] for run in runs] == ["logreg", "logreg", built_bento["model"]]
     for run in runs:
         assert run["texts_per_s"] > 0 and run["wall_s"] > run["classify_s"] > 0 and run["peak_rss_mb"] > 20
-    assert runs[0]["ratio_to_served_batched"] > 0 and "ratio_to_served_batched" not in runs[1]
+    assert runs[0]["ratio_to_served_batched"] > 0 and "ratio_to_served_batched" not in runs[2]
     assert data["ratios"]["batch/served_batched"] == pytest.approx(
         runs[0]["ratio_to_served_batched"], abs=0.002
     )
     assert data["targets_met"]["batch/served_batched"] is not None
-    assert sum(line.startswith("batch ") for line in lines) == 2
+    assert sum(line.startswith("batch ") for line in lines) == 3
     assert not list(tmp_path.glob("batch-*.csv")) and not list(tmp_path.glob("*-out.csv"))
 
 

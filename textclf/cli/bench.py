@@ -43,7 +43,9 @@ def bench(
         "lstm-int8", "--switch-to", help="The switch target's other model: a variant with the same labels."
     ),
     batch_rows: str = typer.Option(
-        "10000,1000000", help="Input rows of the batch target's predict-batch runs (comma-separated)."
+        "10000,1000000",
+        help="Input rows of the batch target's memory runs (comma-separated); its throughput run is sized to "
+        "last --duration at served_batched's rate.",
     ),
     batch_memory_model: str = typer.Option(
         "logreg",
