@@ -217,9 +217,12 @@ class Bench:
     ) -> Iterator[str]:
         """`bentoml serve` of the benchmarked Bento on a free loopback port; yields /classify's URL. It
         serves the benchmarked model, or with `follow` whatever that served-model file names, or with
-        `bento` another (Bento, model tag)."""
+        `bento` another (Bento, model tag). Each server profiles its traffic into its own folder of the
+        run's workdir: synthetic load must not reach the drift window of a real server of the same model
+        (HOME/profiles), and a server's drift check reads only its own traffic."""
         c = self.config
         tag, model = bento or (c.bento, c.model_tag)
+        env = {"TEXTCLF_PROFILES_DIR": str(c.workdir / "profiles" / name), **env}
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         argv = [str(Path(sys.executable).with_name("bentoml")), "serve", tag]

@@ -18,6 +18,7 @@ from bench.run import Bench, BenchConfig, throughput_rows
 from tests.conftest import Workspace
 from tests.helpers import needs_java, tiny_rows
 from textclf.cli import app
+from textclf.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -156,6 +157,8 @@ def test_batch_target_runs_the_cli_and_reads_the_client_peak_memory(
         batch_rows=(300, 3000),
         batch_memory_bento=(built_bento["bento"], built_bento["model"]),
     )
+    home_profiles = Settings().path("profiles_dir")
+    before = sorted(home_profiles.rglob("*.bin"))
     data = Bench(config, log=lines.append).run()
     results = data["results"]
     assert results["served_batched"]["texts_per_s"] > 0 and results["served_batched"]["errors"] == 0
@@ -175,6 +178,10 @@ def test_batch_target_runs_the_cli_and_reads_the_client_peak_memory(
     assert data["targets_met"]["batch/served_batched"] is not None
     assert sum(line.startswith("batch ") for line in lines) == 3
     assert not list(tmp_path.glob("batch-*.csv")) and not list(tmp_path.glob("*-out.csv"))
+    # the synthetic load is profiled apart, per server, never into the user's drift window
+    assert list((tmp_path / "profiles" / "batch").rglob("*.bin"))
+    assert list((tmp_path / "profiles" / "batch-memory").rglob("*.bin"))
+    assert sorted(home_profiles.rglob("*.bin")) == before
 
 
 def test_spark_target_reports_steady_throughput_beside_served_batched(
