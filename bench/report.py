@@ -172,7 +172,7 @@ def batch_table(batch: dict | None) -> list[str]:
     ]
     for run in batch["runs"]:
         lines.append(
-            f"| {run.get('purpose', '')} | {run['rows']:,} | `{run['model']}` | {run['texts_per_s']:,.0f} | "
+            f"| {run.get('purpose', '—')} | {run['rows']:,} | `{run['model']}` | {run['texts_per_s']:,.0f} | "
             f"{_cell(run.get('ratio_to_served_batched'))} | {run['wall_s']:,.1f} | {run['peak_rss_mb']:.1f} |"
         )
     return lines
