@@ -36,10 +36,10 @@ import numpy as np
 from monitoring.profiles import (
     DatasetProfileView,
     ProfileError,
+    RollingWindow,
     merge_views,
     profile_columns,
     read_reference,
-    read_window,
     view_from_bytes,
     write_profile,
 )
@@ -269,6 +269,7 @@ class DriftWatcher:
         self.clock = clock
         self._reference: DatasetProfileView | None = None
         self._no_reference = False
+        self._window = RollingWindow(self.folder, model_version)  # each profile file is read once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -299,7 +300,7 @@ class DriftWatcher:
 
         now = self.clock()
         try:
-            window = read_window(self.folder, model_version=self.model_version, since=now - self.window_s)
+            window = self._window.read(since=now - self.window_s)
         except (ProfileError, OSError) as exc:
             log.warning("drift check: cannot read the profiles: %s", exc)
             self.counts.count_error("read")

@@ -10,6 +10,7 @@ import pytest
 
 from monitoring.profiles import (
     ProfileError,
+    RollingWindow,
     merge_views,
     profile_columns,
     read_reference,
@@ -102,6 +103,43 @@ def test_read_window_picks_files_by_the_start_in_their_name_without_opening_othe
     assert (window.files, window.texts, window.problems) == (1, 10, [])
     assert read_window(tmp_path, model_version="v1", since=100).problems == []
     assert read_window(tmp_path, model_version="v1", since=None).files == 3
+
+
+def test_a_rolling_window_reads_each_file_once_and_forgets_what_falls_out(tmp_path: Path) -> None:
+    def write(start: int, worker: str, n: int) -> Path:
+        view = profile_columns(columns(n, start + n))
+        return write_profile(view, tmp_path, model_version="v1", worker=worker, start=start)
+
+    write(60, "a", 10)
+    write(60, "b", 20)
+    write(120, "a", 30)
+    window = RollingWindow(tmp_path, "v1")
+    first = window.read(since=0)
+    assert (first.files, first.texts, window.reads) == (3, 60, 3)
+    again = window.read(since=0)  # nothing new: nothing read, and the kept views are not merged twice
+    assert (again.files, again.texts, window.reads) == (3, 60, 3)
+    late = write(120, "b", 5)  # a worker's file for an interval already in the window
+    write(180, "a", 7)
+    grown = window.read(since=0)
+    assert (grown.files, grown.texts, window.reads) == (5, 72, 5)
+    moved = window.read(since=100)  # the first interval falls out of the window
+    assert (moved.files, moved.texts, window.reads) == (3, 42, 5)
+    assert window.read(since=0).texts == 72 and window.reads == 7  # read again once back in the window
+    late.unlink()
+    write(120, "b", 9)  # replaced (another size): its interval is read afresh
+    replaced = window.read(since=100)
+    assert (replaced.files, replaced.texts) == (3, 46)
+    assert replaced.texts == read_window(tmp_path, model_version="v1", since=100).texts
+
+
+def test_a_rolling_window_names_a_damaged_file_at_every_read(tmp_path: Path) -> None:
+    write_profile(profile_columns(columns(30, 8)), tmp_path, model_version="v1", worker="a", start=10)
+    (tmp_path / "v1" / "10-b.bin").write_bytes(b"not a profile")
+    window = RollingWindow(tmp_path, "v1")
+    for _ in range(2):
+        read = window.read(since=None)
+        assert (read.files, read.texts) == (1, 30)
+        assert [p.split(":")[0] for p in read.problems] == ["10-b.bin"]
 
 
 def test_damaged_files_are_skipped_and_named(tmp_path: Path) -> None:
