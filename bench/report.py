@@ -161,20 +161,33 @@ def switch_table(switch: dict | None) -> list[str]:
 
 
 def batch_table(batch: dict | None) -> list[str]:
-    """The batch target: predict-batch's throughput and the client's peak memory at each input size."""
+    """The batch target: predict-batch's throughput runs, each next to served_batched's load measured just
+    before it on the same server, and the client's peak memory at each input size."""
     if not batch:
         return []
     lines = [
         "",
-        "| run | predict-batch input rows | model | texts/s classifying | / served_batched "
-        "| wall s (all in) | client peak RSS, MB |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| run | predict-batch input rows | model | texts/s classifying | served_batched's load just before, "
+        "texts/s | / that load | / served_batched | wall s (all in) | client peak RSS, MB |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for run in batch["runs"]:
+        load = run.get("paired_texts_per_s")
+        pair = round(run["texts_per_s"] / load, 3) if load else None
+        shown_load = "—" if load is None else f"{load:,.0f}"
         lines.append(
             f"| {run.get('purpose', '—')} | {run['rows']:,} | `{run['model']}` | {run['texts_per_s']:,.0f} | "
-            f"{_cell(run.get('ratio_to_served_batched'))} | {run['wall_s']:,.1f} | {run['peak_rss_mb']:.1f} |"
+            f"{shown_load} | {_cell(pair)} | {_cell(run.get('ratio_to_served_batched'))} | "
+            f"{run['wall_s']:,.1f} | {run['peak_rss_mb']:.1f} |"
         )
+    pairs = batch.get("paired_ratios")
+    if pairs:
+        lines += [
+            "",
+            f"`batch/served_batched` is the median of the {len(pairs)} pairs ({', '.join(map(str, pairs))}): "
+            "each predict-batch run against served_batched's own load (wrk, the same requests) measured "
+            "on the same server right before it.",
+        ]
     return lines
 
 

@@ -53,6 +53,8 @@ TARGETS = (
 SOAK_SLICES = 10  # memory is read between this many equal slices of the soak target's load
 # alternating on/off rounds of the security, monitoring and overhead targets (0.25 of --duration each)
 PAIRED_ROUNDS = 6
+# the batch target's alternating rounds: served_batched's load, then predict-batch (half of --duration each)
+BATCH_PAIRS = 3
 # monitoring off: no model metrics, no profiles, no drift check (and no /metrics page)
 MONITORING_OFF = {"TEXTCLF_METRICS": "false", "TEXTCLF_PROFILES": "false"}
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +87,7 @@ class BenchConfig:
     soak_s: float = 600.0  # the soak target's load (memory over time)
     switch_to: str | None = None  # the switch target's other model (a store tag with the same labels)
     switches: int = 6  # model changes under load in the switch target
-    # input sizes of the batch target's memory runs (its throughput run is sized to served_batched's window)
+    # input sizes of the batch target's memory runs (its throughput runs are sized to their paired load)
     batch_rows: tuple[int, ...] = (10_000, 1_000_000)
     # the batch target's model for sizes after the first (memory does not depend on the model; a slow one
     # would take long): a Bento and its model tag; None = the benchmarked model for every size
@@ -396,24 +398,42 @@ class Bench:
         }
 
     def batch(self, served_batched: dict | None) -> dict[str, dict]:
-        """`textclf predict-batch` as a user runs it, against the Bento as shipped. Throughput: one run sized
-        to last about as long as served_batched's window (its texts/s x --duration rows), so the ramp-up and
-        the drain weigh on it no more than on wrk's steady window; then the client's peak RSS at every size of
+        """`textclf predict-batch` as a user runs it, against the Bento as shipped. Throughput: BATCH_PAIRS
+        alternating rounds on one server, served_batched's own load (wrk, `batch_texts` per request) for
+        half of --duration, then a predict-batch run sized to last as long at that round's rate, so the
+        drift of a shared machine hits both alike and the run's ramp-up and drain weigh on it no more than
+        on wrk's window; the ratio is the median pair's. Then the client's peak RSS at every size of
         `batch_rows` (the later ones on `batch_memory_bento` when given)."""
         c = self.config
         env = {**self.secure_env, **c.served_env}
         token = self.authorization.removeprefix("Bearer ")
+        auth = {"authorization": self.authorization}
+        seconds = max(1.0, c.duration_s / 2)
         runs: list[dict] = []
+        loads: list[dict] = []
         sizes = list(c.batch_rows)
         with self._bento("batch", env) as url:
-            auth = {"authorization": self.authorization}
             if served_batched is None:
                 served_batched = self._saturate("served_batched", url, self.batched, c.batch_texts, **auth)
-            elif c.warmup_s > 0:  # a fresh server: warmed up as served_batched's was, so neither pays for it
-                self._load(url, self.batched, c.batch_texts, c.warmup_s, **auth)
-                self._drain(url, _first_line(self.batched), **auth)
-            rows = throughput_rows(served_batched["texts_per_s"], c.duration_s, len(c.texts))
-            runs.append({**self._batch_run(url, token, rows, c.variant), "purpose": "throughput"})
+            for i in range(BATCH_PAIRS):
+                name = f"batch pair {i + 1}/{BATCH_PAIRS}"
+                load = self._saturate(
+                    f"{name}, served_batched's load",
+                    url,
+                    self.batched,
+                    c.batch_texts,
+                    seconds,
+                    i == 0,
+                    **auth,
+                )
+                rows = throughput_rows(load["texts_per_s"], seconds, len(c.texts))
+                run = self._batch_run(url, token, rows, c.variant)
+                run |= {
+                    "purpose": f"throughput {i + 1}/{BATCH_PAIRS}",
+                    "paired_texts_per_s": load["texts_per_s"],
+                }
+                loads.append(load)
+                runs.append(run)
             same = sizes if c.batch_memory_bento is None else sizes[:1]
             runs += [{**self._batch_run(url, token, n, c.variant), "purpose": "memory"} for n in same]
         if c.batch_memory_bento is not None and len(sizes) > 1:
@@ -423,7 +443,23 @@ class Bench:
         for run in runs:
             if run["model"] == c.variant and served_batched["texts_per_s"]:
                 run["ratio_to_served_batched"] = round(run["texts_per_s"] / served_batched["texts_per_s"], 3)
-        batch = {**runs[0], "runs": runs}
+        pairs = [
+            round(run["texts_per_s"] / load["texts_per_s"], 3) if load["texts_per_s"] else 0.0
+            for run, load in zip(runs, loads, strict=False)
+        ]
+        self.log(
+            f"batch: predict-batch / served_batched's load per round pair {pairs}, median "
+            f"{median_ratio(pairs):.3f}"
+        )
+        paired = runs[: len(loads)]
+        seconds_in = sum(run["classify_s"] for run in paired)
+        batch = {
+            "texts_per_s": round(sum(run["rows"] for run in paired) / seconds_in, 1) if seconds_in else 0.0,
+            "errors": sum(run["errors"] for run in paired),
+            "paired_ratios": pairs,
+            "paired_load": combine_rounds(loads),
+            "runs": runs,
+        }
         return {"served_batched": served_batched, "batch": batch}
 
     def spark(self) -> dict:

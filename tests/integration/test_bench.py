@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from bench.load import run_wrk, write_bodies
 from bench.report import HALF_LOAD_VERDICT, RATIOS, ROWS, TARGETS
-from bench.run import Bench, BenchConfig, throughput_rows
+from bench.run import BATCH_PAIRS, Bench, BenchConfig, throughput_rows
 from tests.conftest import Workspace
 from tests.helpers import needs_java, tiny_rows
 from textclf.cli import app
@@ -43,7 +43,7 @@ def test_bench_measures_every_target(
     # every HTTP target of the default run, BentoML's batching included
     loads = set(ROWS) - {"raw", "batch", "spark"}
     assert set(results) == {"raw", "batch", "spark", *loads}
-    assert [run["rows"] for run in results["batch"]["runs"]] == [300, 3000]
+    assert [run["rows"] for run in results["batch"]["runs"] if run["purpose"] == "memory"] == [300, 3000]
     assert results["spark"]["texts_per_s"] > 0 and results["spark"]["labels_compared"] > 0
     if results["pytriton"] is None:  # its venv could not be made here: skipped, and the output says why
         assert "pytriton: skipped (" in result.output
@@ -163,20 +163,29 @@ def test_batch_target_runs_the_cli_and_reads_the_client_peak_memory(
     results = data["results"]
     assert results["served_batched"]["texts_per_s"] > 0 and results["served_batched"]["errors"] == 0
     runs = results["batch"]["runs"]
-    window_rows = throughput_rows(
-        results["served_batched"]["texts_per_s"], config.duration_s, len(config.texts)
-    )
-    assert [run["rows"] for run in runs] == [window_rows, 300, 3000]
-    assert [run["purpose"] for run in runs] == ["throughput", "memory", "memory"]
-    assert [run["model"] for run in runs] == ["logreg", "logreg", built_bento["model"]]
+    pairs = runs[:BATCH_PAIRS]
+    for run in pairs:  # each sized to the load measured just before it
+        assert run["rows"] == throughput_rows(
+            run["paired_texts_per_s"], config.duration_s / 2, len(config.texts)
+        )
+    assert [run["rows"] for run in runs[BATCH_PAIRS:]] == [300, 3000]
+    assert [run["purpose"] for run in runs] == [f"throughput {i}/{BATCH_PAIRS}" for i in (1, 2, 3)] + [
+        "memory",
+        "memory",
+    ]
+    assert [run["model"] for run in runs] == ["logreg"] * (BATCH_PAIRS + 1) + [built_bento["model"]]
     for run in runs:
         assert run["texts_per_s"] > 0 and run["wall_s"] > run["classify_s"] > 0 and run["peak_rss_mb"] > 20
-    assert runs[0]["ratio_to_served_batched"] > 0 and "ratio_to_served_batched" not in runs[2]
-    assert data["ratios"]["batch/served_batched"] == pytest.approx(
-        runs[0]["ratio_to_served_batched"], abs=0.002
-    )
+    assert runs[0]["ratio_to_served_batched"] > 0 and "ratio_to_served_batched" not in runs[-1]
+    expected = [round(run["texts_per_s"] / run["paired_texts_per_s"], 3) for run in pairs]
+    assert results["batch"]["paired_ratios"] == expected
+    assert data["ratios"]["batch/served_batched"] == sorted(expected)[1]
     assert data["targets_met"]["batch/served_batched"] is not None
-    assert sum(line.startswith("batch ") for line in lines) == 3
+    assert results["batch"]["errors"] == 0 and results["batch"]["paired_load"]["errors"] == 0
+    assert sum(line.startswith("batch ") for line in lines) == len(runs) + BATCH_PAIRS  # runs, loads
+    assert any(
+        line.startswith("batch: predict-batch / served_batched's load per round pair") for line in lines
+    )
     assert not list(tmp_path.glob("batch-*.csv")) and not list(tmp_path.glob("*-out.csv"))
     # the synthetic load is profiled apart, per server, never into the user's drift window
     assert list((tmp_path / "profiles" / "batch").rglob("*.bin"))

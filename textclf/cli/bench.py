@@ -44,8 +44,8 @@ def bench(
     ),
     batch_rows: str = typer.Option(
         "10000,1000000",
-        help="Input rows of the batch target's memory runs (comma-separated); its throughput run is sized to "
-        "last --duration at served_batched's rate.",
+        help="Input rows of the batch target's memory runs (comma-separated); its throughput runs are sized "
+        "to last half of --duration each, at the rate of the served_batched round just before.",
     ),
     batch_memory_model: str = typer.Option(
         "logreg",
