@@ -23,7 +23,9 @@ from textclf.core.records import Position
 
 SCHEMA = 1
 EDGE_BYTES = 64 * 1024  # the input's fingerprint hashes its first and last 64 KiB
-PROBE_SCORE_TOLERANCE = 1e-3  # same model, other batch neighbours: scores agree far closer than this
+# the same model answering the same probe texts alone agrees far closer than this (batched with other
+# texts, an int8 model's scores can move by tenths: batch.requests.PROBE_TRIES)
+PROBE_SCORE_TOLERANCE = 1e-3
 
 
 def partial_path(output: Path) -> Path:
@@ -144,6 +146,29 @@ def refusal(saved: Checkpoint, identity: dict[str, Any], options: dict[str, Any]
     return None
 
 
+def same_answers(was: list[list[Any]], new: list[list[Any]]) -> bool:
+    """Whether two answers to the same probe texts agree: labels exactly, scores within
+    PROBE_SCORE_TOLERANCE."""
+    return len(was) == len(new) and all(
+        a[0] == b[0] and math.isclose(a[1], b[1], abs_tol=PROBE_SCORE_TOLERANCE)
+        for a, b in zip(was, new, strict=True)
+    )
+
+
+def model_unverifiable(saved: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """Why the served model cannot be told apart from the saved rows' one at all (None when it can): no
+    version on one side, and probe answers that kept changing (batch.requests.PROBE_TRIES) on one."""
+    if saved.get("version") and now.get("version"):
+        return None
+    if not saved.get("probe_unstable") and not now.get("probe_unstable"):
+        return None
+    return (
+        "whether the server still serves the same model cannot be told: its version could not be read "
+        "(the token lacks the model:read scope) and its answers to the probe texts kept changing (other "
+        "requests batched with them on an int8 model); a token with model:read makes the check exact"
+    )
+
+
 def model_refusal(saved: dict[str, Any], now: dict[str, Any]) -> str | None:
     """Why the served model is not the one the saved rows came from (None when it is the same).
 
@@ -156,12 +181,7 @@ def model_refusal(saved: dict[str, Any], now: dict[str, Any]) -> str | None:
                 f"so far came from {saved.get('name')} version {saved['version']}"
             )
         return None
-    was, new = saved.get("probe") or [], now.get("probe") or []
-    same = len(was) == len(new) and all(
-        a[0] == b[0] and math.isclose(a[1], b[1], abs_tol=PROBE_SCORE_TOLERANCE)
-        for a, b in zip(was, new, strict=True)
-    )
-    if not same:
+    if not same_answers(saved.get("probe") or [], now.get("probe") or []):
         return (
             "the server's model answers the same probe texts differently than when the rows written so far "
             "were classified (its version could not be read: the token lacks the model:read scope)"

@@ -128,7 +128,9 @@ async def apredict_file(
             raise BatchError(f"top_k {top_k} is more than this server allows ({most})")
         probe = probe_chunk(spec, text_column, PROBE_ROWS)
         model = await served_model(client, probe, retries, summary)
-        if saved is not None and (why := ckpt.model_refusal(saved.model, model)):
+        if saved is not None and (
+            why := ckpt.model_unverifiable(saved.model, model) or ckpt.model_refusal(saved.model, model)
+        ):
             raise BatchError(f"cannot resume from {ckpt.checkpoint_path(output)}: {why}")
         state = saved or ckpt.Checkpoint(
             input=identity, model=model, options=options, spec={**asdict(spec), "path": str(spec.path)}

@@ -31,3 +31,4 @@ class BatchSummary:
     chunk_size: int = 0  # texts per request actually used (capped at the server's limit)
     resumed_rows: int = 0  # rows a resumed run found already written (counted in rows_in/rows_out)
     seconds: float = 0.0  # time spent classifying in this run (from the first request to the last row)
+    model_unverified: str | None = None  # why the run could not check that one model answered every row

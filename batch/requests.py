@@ -160,6 +160,10 @@ def schema_limit(client: bentoml.AsyncHTTPClient, field: str, key: str) -> int |
 
 
 PROBE_ROWS = 8  # rows whose answers identify the model when GET /model cannot be read
+# Probe sends, at most, to find two answers in a row that agree. An int8 model quantises each call's
+# activations as a whole, so a probe batched with other requests (a busy server) gets other scores; two
+# equal answers in a row mean the server answered it alone, the only answer worth comparing.
+PROBE_TRIES = 4
 
 
 async def served_model(
@@ -167,7 +171,9 @@ async def served_model(
 ) -> dict[str, Any]:
     """What identifies the served model: name and version from GET /model (scope model:read), and
     always the answers to `probe` (the input's first texts), which stand in for the version when the
-    token may not read /model. A resume compares these with the checkpoint's (batch.checkpoint)."""
+    token may not read /model. A resume compares these with the checkpoint's (batch.checkpoint). When the
+    probe's answers keep changing (a busy server batching them with other texts), `probe_unstable` says so
+    instead: they identify nothing."""
     identity: dict[str, Any] = {}
     try:
         response = await client.request("GET", "/model")
@@ -178,10 +184,28 @@ async def served_model(
     except (httpx.HTTPError, ValueError):
         pass  # no /model, or not readable: the probe answers decide alone
     if probe is not None:  # a chunk the server refuses (a 4xx) leaves the version alone to decide
-        done = await classify(client, probe, None, retries, summary)
-        answers = [done.results[i][0] for i in done.sent]
-        identity["probe"] = [[a["label"], round(float(a["score"]), 6)] for a in answers if a is not None]
+        answers = await _stable_answers(client, probe, retries, summary)
+        if answers is None:
+            identity["probe_unstable"] = True
+        else:
+            identity["probe"] = answers
     return identity
+
+
+async def _stable_answers(
+    client: bentoml.AsyncHTTPClient, probe: Chunk, retries: int, summary: BatchSummary
+) -> list[list[Any]] | None:
+    """The probe's answers, once two sends in a row agree (see PROBE_TRIES); None when none did."""
+    previous: list[list[Any]] | None = None
+    for _ in range(PROBE_TRIES):
+        done = await classify(client, probe, None, retries, summary)
+        answers = [
+            [a["label"], round(float(a["score"]), 6)] for a in (done.results[i][0] for i in done.sent) if a
+        ]
+        if previous is not None and ckpt.same_answers(previous, answers):
+            return answers
+        previous = answers
+    return None
 
 
 @dataclass
@@ -201,11 +225,17 @@ class ModelWatch:
         Mid-run (`alone=False`, before each checkpoint) only the version from GET /model is compared:
         a probe's scores move with the texts an int8 model batches it with, and an unreadable version
         (no model:read, or a transient failure) waits for the next check. At the end (`alone=True`,
-        nothing else in flight) the probe answers decide when no version can, as on a resume."""
+        nothing else of this run in flight) the probe answers decide when no version can, as on a resume;
+        when they kept changing at the start or now (other clients keep the server busy), nothing can be
+        concluded and `summary.model_unverified` says why."""
         if not alone and not self.expected.get("version"):
             return
         now = await served_model(self.client, self.probe if alone else None, self.retries, self.summary)
         if not alone and not now.get("version"):
+            return
+        unknown = ckpt.model_unverifiable(self.expected, now)
+        if unknown:  # the run is done and its rows are written: said, not failed
+            self.summary.model_unverified = unknown
             return
         why = ckpt.model_refusal(self.expected, now)
         if why:

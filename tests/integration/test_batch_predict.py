@@ -256,7 +256,7 @@ def test_requests_in_flight_ramp_up_one_per_answer_to_the_concurrency(server: st
     assert proxy.max_in_flight == 3  # the window is used, and never exceeded
     # slow start: a request goes out only while fewer than 1 + answers-so-far are in flight, so the
     # client's connections open one at a time (a burst would all land on one server worker)
-    probe = 1  # the run's first request identifies the model, alone
+    probe = 2  # the run's first two requests identify the model (two answers in a row that agree), alone
     assert [n for n, _ in proxy.arrivals[probe : probe + 3]] == [1, 1, 2]
     assert all(n <= 1 + answered - probe for n, answered in proxy.arrivals[probe:])
     assert [r["text"] for r in read_csv(tmp_path / "out.csv")] == [t for t, _ in rows]

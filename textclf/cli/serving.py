@@ -170,3 +170,5 @@ def predict_batch(
             f"[yellow]warning:[/] {summary.failed_rows} row(s) not classified; "
             "their reason is in the `error` column"
         )
+    if summary.model_unverified:
+        console.print(f"[yellow]warning:[/] {summary.model_unverified}")
