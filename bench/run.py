@@ -427,6 +427,7 @@ class Bench:
                     **auth,
                 )
                 rows = throughput_rows(load["texts_per_s"], seconds, len(c.texts))
+                self._drain(url, _first_line(self.batched), **auth)  # wrk leaves requests in flight
                 run = self._batch_run(url, token, rows, c.variant)
                 run |= {
                     "purpose": f"throughput {i + 1}/{BATCH_PAIRS}",
