@@ -199,9 +199,8 @@ async def _stable_answers(
     previous: list[list[Any]] | None = None
     for _ in range(PROBE_TRIES):
         done = await classify(client, probe, None, retries, summary)
-        answers = [
-            [a["label"], round(float(a["score"]), 6)] for a in (done.results[i][0] for i in done.sent) if a
-        ]
+        results = (done.results[i][0] for i in done.sent)
+        answers = [[a["label"], round(float(a["score"]), 6)] for a in results if a is not None]
         if previous is not None and ckpt.same_answers(previous, answers):
             return answers
         previous = answers

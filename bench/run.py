@@ -409,23 +409,16 @@ class Bench:
         token = self.authorization.removeprefix("Bearer ")
         auth = {"authorization": self.authorization}
         seconds = max(1.0, c.duration_s / 2)
-        runs: list[dict] = []
+        paired: list[dict] = []  # the throughput runs, each with its load's texts/s
         loads: list[dict] = []
+        runs: list[dict] = []  # the memory runs
         sizes = list(c.batch_rows)
         with self._bento("batch", env) as url:
             if served_batched is None:
                 served_batched = self._saturate("served_batched", url, self.batched, c.batch_texts, **auth)
             for i in range(BATCH_PAIRS):
-                name = f"batch pair {i + 1}/{BATCH_PAIRS}"
-                load = self._saturate(
-                    f"{name}, served_batched's load",
-                    url,
-                    self.batched,
-                    c.batch_texts,
-                    seconds,
-                    i == 0,
-                    **auth,
-                )
+                name = f"batch pair {i + 1}/{BATCH_PAIRS}, served_batched's load"
+                load = self._saturate(name, url, self.batched, c.batch_texts, seconds, warmup=i == 0, **auth)
                 rows = throughput_rows(load["texts_per_s"], seconds, len(c.texts))
                 self._drain(url, _first_line(self.batched), **auth)  # wrk leaves requests in flight
                 run = self._batch_run(url, token, rows, c.variant)
@@ -434,25 +427,25 @@ class Bench:
                     "paired_texts_per_s": load["texts_per_s"],
                 }
                 loads.append(load)
-                runs.append(run)
+                paired.append(run)
             same = sizes if c.batch_memory_bento is None else sizes[:1]
             runs += [{**self._batch_run(url, token, n, c.variant), "purpose": "memory"} for n in same]
         if c.batch_memory_bento is not None and len(sizes) > 1:
             with self._bento("batch-memory", env, bento=c.batch_memory_bento) as url:
                 model = c.batch_memory_bento[1]
                 runs += [{**self._batch_run(url, token, n, model), "purpose": "memory"} for n in sizes[1:]]
+        runs = paired + runs
         for run in runs:
             if run["model"] == c.variant and served_batched["texts_per_s"]:
                 run["ratio_to_served_batched"] = round(run["texts_per_s"] / served_batched["texts_per_s"], 3)
         pairs = [
-            round(run["texts_per_s"] / load["texts_per_s"], 3) if load["texts_per_s"] else 0.0
-            for run, load in zip(runs, loads, strict=False)
+            round(run["texts_per_s"] / run["paired_texts_per_s"], 3) if run["paired_texts_per_s"] else 0.0
+            for run in paired
         ]
         self.log(
             f"batch: predict-batch / served_batched's load per round pair {pairs}, median "
             f"{median_ratio(pairs):.3f}"
         )
-        paired = runs[: len(loads)]
         seconds_in = sum(run["classify_s"] for run in paired)
         batch = {
             "texts_per_s": round(sum(run["rows"] for run in paired) / seconds_in, 1) if seconds_in else 0.0,
