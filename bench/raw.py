@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from textclf.core.cpus import worker_cpus
 from textclf.core.runtime import OnnxClassifier
 
 BATCH_SIZES = (1, 8, 16, 32, 64)
@@ -37,9 +38,18 @@ def _share_start(barrier) -> None:
 
 
 def _run(
-    folder: Path, texts: list[str], batch: int, threads: int, lanes: int, seconds: float
+    folder: Path,
+    texts: list[str],
+    batch: int,
+    threads: int,
+    lanes: int,
+    seconds: float,
+    cpus: set[int] | None = None,
 ) -> tuple[int, float, list[float]]:
-    """Texts done, seconds taken and per-call latencies of one process running `lanes` threads."""
+    """Texts done, seconds taken and per-call latencies of one process running `lanes` threads
+    (on `cpus` when given, as a pinned server worker runs)."""
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
     classifier = OnnxClassifier(folder, threads=threads, sub_batch=batch)
     ordered = _sorted_by_length(classifier, texts)
     batches = [ordered[i : i + batch] for i in range(0, len(ordered), batch)]
@@ -65,9 +75,18 @@ def _run(
 
 
 def _one_setting(
-    folder: Path, texts: list[str], batch: int, threads: int, lanes: int, processes: int, seconds: float
+    folder: Path,
+    texts: list[str],
+    batch: int,
+    threads: int,
+    lanes: int,
+    processes: int,
+    seconds: float,
+    pinned: bool = False,
 ) -> dict:
-    if processes == 1:
+    allowed = sorted(os.sched_getaffinity(0))
+    shares = [worker_cpus(i, processes, allowed) if pinned else None for i in range(processes)]
+    if processes == 1 and not pinned:
         runs = [_run(folder, texts, batch, threads, lanes, seconds)]
     else:  # fresh interpreters, like server workers; they start together once all are loaded
         context = multiprocessing.get_context("spawn")
@@ -76,7 +95,7 @@ def _one_setting(
             processes, mp_context=context, initializer=_share_start, initargs=(barrier,)
         ) as pool:
             futures = [
-                pool.submit(_run, folder, texts, batch, threads, lanes, seconds) for _ in range(processes)
+                pool.submit(_run, folder, texts, batch, threads, lanes, seconds, cpus) for cpus in shares
             ]
             runs = [f.result() for f in futures]
     ms = np.asarray([c for _, _, calls in runs for c in calls]) * 1000
@@ -85,6 +104,7 @@ def _one_setting(
         "threads": threads,
         "lanes": lanes,
         "processes": processes,
+        "pinned": pinned,
         "texts_per_s": round(sum(done / elapsed for done, elapsed, _ in runs), 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p95_ms": round(float(np.percentile(ms, 95)), 2),
@@ -95,13 +115,19 @@ def _one_setting(
 def measure_raw(folder: Path, texts: list[str], *, seconds: float = 2.0) -> dict:
     """Sweep batch size x parallel layout; report the best. Latency is per call.
 
-    Layouts (ONNX Runtime threads per call, calls in parallel per process, processes): one call on one
-    core; one call using every core; one single-threaded call per core in one process; one process per
-    core with one single-threaded call each (what the server's workers do).
+    Layouts (ONNX Runtime threads per call, calls in parallel per process, processes, pinned): one call on
+    one core; one call using every core; one single-threaded call per core in one process; one process per
+    core with one single-threaded call each (what the server's workers do), left to the scheduler and
+    pinned one per CPU (as the server pins its workers by default).
     """
-    cores = os.cpu_count() or 1
-    layouts = sorted({(1, 1, 1), (cores, 1, 1), (1, cores, 1), (1, 1, cores)})
-    sweep = [_one_setting(folder, texts, b, t, n, p, seconds) for t, n, p in layouts for b in BATCH_SIZES]
+    cores = len(os.sched_getaffinity(0))
+    layouts = sorted({(1, 1, 1, False), (cores, 1, 1, False), (1, cores, 1, False), (1, 1, cores, False)})
+    layouts.append((1, 1, cores, True))
+    sweep = [
+        _one_setting(folder, texts, b, t, n, p, seconds, pinned)
+        for t, n, p, pinned in layouts
+        for b in BATCH_SIZES
+    ]
     best = max(sweep, key=lambda row: row["texts_per_s"])
     return {**best, "errors": 0, "latency_is": "per ONNX Runtime call (one batch)", "sweep": sweep}
 
@@ -110,7 +136,7 @@ def remeasure(folder: Path, texts: list[str], raw: dict, *, seconds: float = 2.0
     """The best setting again, after the served runs: the limit becomes the mean of both
     measurements, so a machine that drifts during the run does not favour either side."""
     layout = (raw["batch"], raw["threads"], raw["lanes"], raw["processes"])
-    again = _one_setting(folder, texts, *layout, 2 * seconds)
+    again = _one_setting(folder, texts, *layout, 2 * seconds, raw.get("pinned", False))
     before = raw["texts_per_s"]
     return {
         **raw,

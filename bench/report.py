@@ -15,6 +15,7 @@ RATIOS = {
     "security_on/security_off": ("security_on", "security_off"),
     "monitoring_on/monitoring_off": ("monitoring_on", "monitoring_off"),
     "overhead_on/overhead_off": ("overhead_on", "overhead_off"),
+    "pinning_on/pinning_off": ("pinning_on", "pinning_off"),
     "batch/served_batched": ("batch", "served_batched"),
     "spark/served_batched": ("spark", "served_batched"),
 }
@@ -42,6 +43,8 @@ DESCRIPTIONS = {
     "monitoring_off": "same Bento, monitoring off, security on, in rounds alternating with the above",
     "overhead_on": "same Bento, security and monitoring on, 1 text per request",
     "overhead_off": "same Bento, security and monitoring off, in rounds alternating with the above",
+    "pinning_on": "same Bento, each worker pinned to its own CPU (`TEXTCLF_PIN_WORKERS=auto`, as shipped)",
+    "pinning_off": "same Bento, workers left to the scheduler, in rounds alternating with the above",
     "bentoml_batching_single": "same Bento on BentoML's batchable dispatcher, 1 text per request",
     "bentoml_batching_half_load": "same, at half its saturated rate",
     "fastapi_ort": "FastAPI + same ONNX file, a uvicorn worker per core (1 ORT thread), sorted chunks of 8",
@@ -269,7 +272,7 @@ def markdown(report: dict) -> str:
     raw = results.get("raw")
     best = (
         f"; raw best: batch {raw['batch']}, {raw['processes']} process(es) x {raw['lanes']} parallel "
-        f"call(s) x {raw['threads']} thread(s)"
+        f"call(s) x {raw['threads']} thread(s){', pinned one per CPU' if raw.get('pinned') else ''}"
         if raw
         else ""
     )

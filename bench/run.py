@@ -41,6 +41,7 @@ TARGETS = (
     "security",
     "monitoring",
     "overhead",
+    "pinning",
     "bentoml_batching",
     "fastapi_ort",
     "pytriton",
@@ -51,7 +52,7 @@ TARGETS = (
     "spark",
 )
 SOAK_SLICES = 10  # memory is read between this many equal slices of the soak target's load
-# alternating on/off rounds of the security, monitoring and overhead targets (0.25 of --duration each)
+# alternating on/off rounds of the security, monitoring, overhead and pinning targets (¼ of --duration each)
 PAIRED_ROUNDS = 6
 # the batch target's alternating rounds: served_batched's load, then predict-batch (half of --duration each)
 BATCH_PAIRS = 3
@@ -294,6 +295,13 @@ class Bench:
         on = {**self.secure_env, **c.served_env}
         off = {**c.served_env, **SECURITY_OFF, **MONITORING_OFF}
         return self._paired("overhead", (on, self.authorization), (off, ""))
+
+    def pinning(self) -> dict[str, dict]:
+        """What pinning each worker to its own CPU gives (TEXTCLF_PIN_WORKERS as shipped, `auto`,
+        against `false`), everything else as shipped."""
+        on = {**self.secure_env, **self.config.served_env}
+        off = {**on, "TEXTCLF_PIN_WORKERS": "false"}
+        return self._paired("pinning", (on, self.authorization), (off, self.authorization))
 
     def _paired(
         self, name: str, on: tuple[dict[str, str], str], off: tuple[dict[str, str], str]
@@ -539,7 +547,7 @@ class Bench:
             self.log(
                 f"raw: {best['texts_per_s']:,.0f} texts/s "
                 f"(batch {best['batch']}, {best['processes']} process(es) x {best['lanes']} parallel call(s) "
-                f"x {best['threads']} thread(s))"
+                f"x {best['threads']} thread(s){', pinned' if best.get('pinned') else ''})"
             )
         planner = None
         if "raw" in c.targets and _token_model(c.model_folder):
@@ -554,7 +562,7 @@ class Bench:
             results.update(self.security())
             parts = measure_security_parts(c.workdir / "security-parts")
             self.log(f"security layer in process: {parts['steps_us']}")
-        for paired in ("monitoring", "overhead"):
+        for paired in ("monitoring", "overhead", "pinning"):
             if paired in c.targets:
                 results.update(getattr(self, paired)())
         if "bentoml_batching" in c.targets:

@@ -17,6 +17,7 @@ from auth.keys import KeyRingError
 from auth.middleware import AuthMiddleware
 from auth.oauth import TOKEN_OPENAPI
 from auth.scopes import JWKS_PATH, OPEN_PATHS, ROUTE_SCOPES
+from bentos import http_write
 from bentos.batcher import GreedyBatcher, Overloaded
 from bentos.config import SETTINGS
 from bentos.feedback import FeedbackStore
@@ -38,6 +39,7 @@ from bentos.security import admin_status, auth_config
 from bentos.served import ModelRefused, Served, load_served, verify_model
 from monitoring.http_metrics import HttpMetrics, metrics_page
 from monitoring.model_metrics import ModelMetrics
+from textclf.core.cpus import pin_process
 from textclf.core.crypto import load_data_key
 from textclf.core.offline import go_offline
 from textclf.core.runtime import Timings, answer, ranks_needed
@@ -47,6 +49,7 @@ if TYPE_CHECKING:  # whylogs loads only where profiles are on
     from monitoring.profiler import DriftWatcher, Profiler
 
 go_offline()
+http_write.install()  # one write per response (head and body) on this worker's connections
 log = logging.getLogger(__name__)
 AUTH = auth_config(SETTINGS)
 RETRY_LATER = ((b"retry-after", b"1"),)
@@ -90,6 +93,7 @@ class TextClassifier:
             raise SystemExit(f"textclf: cannot start: {exc}") from None
 
     def __init__(self) -> None:
+        _pin_this_worker()
         served = load_served(str(self.bento_model.tag), Path(self.bento_model.path))
         self.info = served.info
         labels = served.classifier.labels
@@ -316,6 +320,20 @@ class Serving:
             self.drift_watcher.stop()
         if self.profiler is not None:
             self.profiler.stop()  # writes the interval so far
+
+
+def _pin_this_worker() -> None:
+    """Before the model and its threads exist: this worker's threads on its share of the CPUs."""
+    worker = bentoml.server_context.worker_index
+    cpus = SETTINGS.worker_cpu_set(worker)
+    if cpus is not None:
+        pin_process(cpus)
+        log.info("worker %s pinned to CPUs %s", worker, sorted(cpus))
+    elif worker is not None and SETTINGS.pin_workers == "true":
+        log.warning(
+            "TEXTCLF_PIN_WORKERS=true but %d workers do not split this process's CPUs evenly: not pinned",
+            SETTINGS.server_workers,
+        )
 
 
 def _audit_model_change(**fields: Any) -> None:

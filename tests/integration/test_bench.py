@@ -55,6 +55,7 @@ def test_bench_measures_every_target(
     assert results["served_batched"]["texts_per_request"] == 32
     raw = results["raw"]
     assert {"texts_per_s", "p50_ms", "p99_ms", "batch", "threads", "lanes", "processes", "sweep"} <= set(raw)
+    assert any(s["pinned"] for s in raw["sweep"]) and not all(s["pinned"] for s in raw["sweep"])
     mean = (raw["texts_per_s_before"] + raw["texts_per_s_after"]) / 2
     assert raw["texts_per_s"] == pytest.approx(mean, abs=0.1)
     assert 0 < results["served_half_load"]["offered_fraction"] < 1

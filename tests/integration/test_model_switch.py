@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ def following(
         "TEXTCLF_RELOAD_CHECK_S": "0.2",
         "TEXTCLF_SHADOW_FRACTION": "1.0",
         "TEXTCLF_WORKERS": "2",
+        "TEXTCLF_PIN_WORKERS": "true",  # each worker on its half of the CPUs, wherever they split evenly
         "TEXTCLF_FEEDBACK_DIR": str(root / "feedback"),
         "TEXTCLF_DATA_KEY": new_data_key(),
         "TEXTCLF_PROFILES_DIR": str(root / "profiles"),
@@ -193,3 +195,16 @@ def test_shadow_switch_refusal_and_rollback_under_load(
     wait_for(lambda: len(_audited(following.audit, "model-switched")) == 2 * 7, WAIT_S, "switches audited")
     switched = _audited(following.audit, "model-switched")
     assert {a["model"] for a in switched} == {models.first, models.second}
+
+
+def test_each_worker_runs_every_thread_on_its_own_half_of_the_cpus(following: Following) -> None:
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) % 2:
+        pytest.skip(f"{len(allowed)} CPUs do not split between two workers")
+    shares = []
+    for worker in serve_workers(following.port):
+        cpus = {frozenset(os.sched_getaffinity(thread.id)) for thread in worker.threads()}
+        assert len(cpus) == 1, f"worker {worker.pid}'s threads run on different CPU sets: {cpus}"
+        shares.append(set(cpus.pop()))
+    assert len(shares) == 2 and all(len(share) == len(allowed) // 2 for share in shares)
+    assert shares[0] | shares[1] == allowed  # disjoint halves: together every CPU

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -42,3 +43,23 @@ def available_cpus(root: Path = CGROUP_ROOT) -> int:
     if quota is not None:
         counts.append(math.ceil(quota))
     return max(1, min(counts))
+
+
+def worker_cpus(worker: int, workers: int, allowed: Sequence[int]) -> set[int] | None:
+    """The CPUs of worker `worker` (0-based) of `workers`: an equal, consecutive share of `allowed`;
+    None when they do not split evenly (pinning would leave CPUs idle or crowd some)."""
+    cpus = sorted(allowed)
+    if workers < 1 or not cpus or len(cpus) % workers:
+        return None
+    share = len(cpus) // workers
+    start = (worker % workers) * share
+    return set(cpus[start : start + share])
+
+
+def pin_process(cpus: set[int], tasks: Path = Path("/proc/self/task")) -> None:
+    """Every thread of this process on `cpus` (threads it starts later inherit the main thread's)."""
+    for tid in os.listdir(tasks):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (ProcessLookupError, ValueError):  # a thread that ended meanwhile
+            continue

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from textclf.core.cpus import available_cpus
+from textclf.core.cpus import available_cpus, worker_cpus
 
 ENV_PREFIX = "TEXTCLF_"
 DATA_KEY_FILE_NAME = "data.key"  # in `home`: the key `make run` creates, found with no variable set
@@ -60,12 +60,17 @@ class Settings(BaseModel):
     ort_threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads per lane")
     sub_batch: int = Field(64, ge=1, description="token models: most texts per padded ONNX Runtime call")
     call_cost_tokens: int = Field(
-        4, ge=0, description="token models: cost of one model call in tokens (0 = fixed sub-batches)"
+        8, ge=0, description="token models: cost of one model call in tokens (0 = fixed sub-batches)"
     )
     workers: int = Field(
         0,
         ge=0,
         description="server worker processes; 0 = one per CPU this process may use (affinity, cgroup quota)",
+    )
+    pin_workers: Literal["auto", "true", "false"] = Field(
+        "auto",
+        description="keep each worker's threads on its own share of the CPUs; `auto` = when there is one "
+        "worker per CPU of the process's affinity (the default layout, no cgroup quota below it)",
     )
     timeout_s: int = Field(30, ge=1, description="request timeout, seconds")
     access_log: bool = Field(False, description="BentoML's per-request access log line")
@@ -183,6 +188,20 @@ class Settings(BaseModel):
     def model_lanes(self) -> int:
         """Lanes actually used: the setting, or one per core this worker may use."""
         return self.lanes or max(1, available_cpus() // self.server_workers)
+
+    def worker_cpu_set(self, worker: int | None) -> set[int] | None:
+        """The CPUs server worker `worker` (1-based, as BentoML numbers them) keeps its threads on, or
+        None: not pinned. Pinned, a worker's event loop and model lane share one core's caches and never
+        chase each other across cores (`textclf bench --targets pinning` measures it). `auto` pins only
+        where the workers own the CPUs one each: under a cgroup quota smaller than the affinity mask,
+        the scheduler, not a fixed CPU, knows where there is room."""
+        if worker is None or self.pin_workers == "false" or not hasattr(os, "sched_getaffinity"):
+            return None
+        allowed = os.sched_getaffinity(0)
+        workers = self.server_workers
+        if self.pin_workers == "auto" and not (workers == len(allowed) == available_cpus()):
+            return None
+        return worker_cpus(worker - 1, workers, allowed)
 
     def path(self, name: str) -> Path:
         """A folder setting with `~` expanded; unset ones default to HOME/<name without _dir>."""
