@@ -156,12 +156,26 @@ def wait_released(ref: weakref.ref, timeout_s: float = 30.0) -> bool:
     """Wait until nobody holds the model `ref` points at (the caller has dropped its own references; a
     batch still running on it finishes first), collect it, and ask glibc to return freed memory to the
     OS. True once it is gone."""
+    frozen = gc.get_freeze_count() > 0
+    if frozen:  # the old model was frozen with the heap it started with (freeze_heap): collectable again
+        gc.unfreeze()
     deadline = time.monotonic() + timeout_s
     while ref() is not None and time.monotonic() < deadline:
         gc.collect()
         if ref() is not None:
             time.sleep(0.05)
     gc.collect()
+    if frozen:  # the new model joins the frozen heap
+        gc.freeze()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: memory is reused, not returned
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     return ref() is None
+
+
+def freeze_heap() -> None:
+    """Exempt everything alive once a worker has started (the framework, the model and its tokenizer)
+    from the cyclic garbage collector, so each collection walks only what requests allocate, not the
+    whole heap. Profiled under wrk, collections that walked it were among the largest items on the event
+    loop, and the full ones stalled requests (the p99). A model switch thaws it (wait_released)."""
+    gc.collect()
+    gc.freeze()

@@ -22,7 +22,7 @@ from bentos.batcher import GreedyBatcher, Overloaded
 from bentos.config import SETTINGS
 from bentos.feedback import FeedbackStore
 from bentos.front import FrontDoor, HotRoute, json_error
-from bentos.lifecycle import Lifecycle, wait_released
+from bentos.lifecycle import Lifecycle, freeze_heap, wait_released
 from bentos.model_choice import NoModelError, default_model, followed_champion
 from bentos.schemas import (
     ClassifyInput,
@@ -136,6 +136,8 @@ class TextClassifier:
         )
         if SETTINGS.batcher == "textclf" and SETTINGS.classify_route == "front":
             CLASSIFY.bind(self._answer_classify)
+        if bentoml.server_context.worker_index is not None:  # a server worker, not a test or a script
+            freeze_heap()
 
     def _monitored(self, served: Served) -> Serving:
         """A model with its own profiler and drift check (profiles and references are per model)."""
