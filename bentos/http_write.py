@@ -65,6 +65,8 @@ class OneWriteCycle(httptools_impl.RequestResponseCycle):
     _held: bytes = b""
 
     async def send(self, message: Any) -> None:
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()  # as uvicorn's send does first: then nothing awaits while swapped
         real = self.transport
         if message["type"] == "http.response.start" and not self.response_started:
             held = _HeldHead(real)

@@ -31,12 +31,26 @@ class Flow:
     write_paused = False
 
 
-def _cycle(transport: Transport, method: str = "POST", keep_alive: bool = True) -> OneWriteCycle:
+class PausedFlow:
+    """A client that reads slowly: writes are paused until drain() returns."""
+
+    def __init__(self) -> None:
+        self.write_paused = True
+        self.drains = 0
+
+    async def drain(self) -> None:
+        self.drains += 1
+        self.write_paused = False
+
+
+def _cycle(
+    transport: Transport, method: str = "POST", keep_alive: bool = True, flow: Any = None
+) -> OneWriteCycle:
     scope: dict[str, Any] = {"type": "http", "method": method, "http_version": "1.1", "path": "/classify"}
     return OneWriteCycle(
         scope=scope,  # type: ignore[arg-type]
         transport=transport,  # type: ignore[arg-type]
-        flow=Flow(),  # type: ignore[arg-type]
+        flow=flow or Flow(),
         logger=logging.getLogger("test"),
         access_logger=logging.getLogger("test.access"),
         access_log=False,
@@ -125,3 +139,9 @@ def test_a_client_gone_before_the_body_gets_nothing_written() -> None:
 
     asyncio.run(run())
     assert transport.calls == []
+
+
+def test_a_paused_connection_is_drained_before_the_answer_goes_out_in_one_write() -> None:
+    transport, flow = Transport(), PausedFlow()
+    _respond(_cycle(transport, flow=flow), START, {"type": "http.response.body", "body": b'{"ok":true}'})
+    assert flow.drains == 1 and transport.calls == [("write", HEAD + b'{"ok":true}')]
