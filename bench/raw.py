@@ -132,11 +132,16 @@ def measure_raw(folder: Path, texts: list[str], *, seconds: float = 2.0) -> dict
     return {**best, "errors": 0, "latency_is": "per ONNX Runtime call (one batch)", "sweep": sweep}
 
 
+def measure_best(folder: Path, texts: list[str], raw: dict, *, seconds: float = 2.0) -> float:
+    """Texts/s of the sweep's best setting (`raw`), measured again now."""
+    layout = (raw["batch"], raw["threads"], raw["lanes"], raw["processes"])
+    return _one_setting(folder, texts, *layout, seconds, raw.get("pinned", False))["texts_per_s"]
+
+
 def remeasure(folder: Path, texts: list[str], raw: dict, *, seconds: float = 2.0) -> dict:
     """The best setting again, after the served runs: the limit becomes the mean of both
     measurements, so a machine that drifts during the run does not favour either side."""
-    layout = (raw["batch"], raw["threads"], raw["lanes"], raw["processes"])
-    again = _one_setting(folder, texts, *layout, 2 * seconds, raw.get("pinned", False))
+    again = {"texts_per_s": measure_best(folder, texts, raw, seconds=2 * seconds)}
     before = raw["texts_per_s"]
     return {
         **raw,

@@ -71,14 +71,16 @@ def median_ratio(pairs: list[float]) -> float:
 
 
 def ratios(results: dict[str, dict | None]) -> dict[str, float | None]:
-    """Throughput ratios; a target measured in back-to-back round pairs (security) is the median of its
-    pairs' ratios, so the drift of a shared machine between rounds and one odd round do not decide it."""
+    """Throughput ratios; a target measured in back-to-back round pairs (security; served against raw)
+    is the median of its pairs' ratios, so the drift of a shared machine between rounds and one odd
+    round do not decide it."""
     results = {**results, BEST_BASELINE: best_baseline(results)}
     out: dict[str, float | None] = {}
     for name, (top, bottom) in RATIOS.items():
         a, b = results.get(top), results.get(bottom)
-        if a and a.get("paired_ratios") and b:
-            out[name] = round(median_ratio(a["paired_ratios"]), 3)
+        pairs = (a.get("paired_with") or {}).get(bottom) if a else None
+        if a and b and (pairs or a.get("paired_ratios")):
+            out[name] = round(median_ratio(pairs or a["paired_ratios"]), 3)
         else:
             out[name] = (
                 round(a["texts_per_s"] / b["texts_per_s"], 3) if a and b and b["texts_per_s"] else None
@@ -194,6 +196,30 @@ def batch_table(batch: dict | None) -> list[str]:
     return lines
 
 
+def raw_pairs_lines(results: dict[str, dict | None]) -> list[str]:
+    """How the served/raw ratios were paired (the served target's rounds against raw)."""
+    lines: list[str] = []
+    for name in ("served_single", "served_batched"):
+        result = results.get(name) or {}
+        rounds = result.get("raw_rounds")
+        if rounds:
+            shown = ", ".join(
+                f"{r['served']:,.0f} / {r['raw']:,.0f} = {p}"
+                for r, p in zip(rounds, result["paired_with"]["raw"], strict=True)
+            )
+            lines += [
+                "",
+                f"`{name}/raw` is the median of {len(rounds)} round pairs on the same server: {shown}.",
+            ]
+    if lines:
+        lines += [
+            "",
+            "Each pair: the raw limit's best setting measured again (the server idle), then a quarter of the "
+            "duration of that target's load; the table's rows above are the longer runs before them.",
+        ]
+    return lines
+
+
 def spark_lines(spark: dict | None) -> list[str]:
     """The spark target's fixed costs and its labels against the served Bento's."""
     if not spark:
@@ -261,6 +287,7 @@ def markdown(report: dict) -> str:
             f"| p99 at half load ({half.get('offered_fraction', 0):.2f} of saturation) | "
             f"{half['p99_ms']:.1f} ms | ≤ {HALF_LOAD_P99_MS:.0f} ms | {'✅' if met else '❌'} |"
         )
+    lines += raw_pairs_lines(results)
     lines += _cpu_table(results)
     lines += _security_parts_table(report.get("security_parts"))
     lines += _planner_table(report.get("planner"))

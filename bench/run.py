@@ -28,7 +28,7 @@ from bench.peers import (
     write_triton_bodies,
 )
 from bench.processes import free_port, running
-from bench.raw import measure_planner, measure_raw, remeasure
+from bench.raw import measure_best, measure_planner, measure_raw, remeasure
 from bench.report import median_ratio
 from bench.rounds import SECURITY_OFF, combine_rounds, secure_env
 from bench.security_parts import measure_security_parts
@@ -54,6 +54,8 @@ TARGETS = (
 SOAK_SLICES = 10  # memory is read between this many equal slices of the soak target's load
 # alternating on/off rounds of the security, monitoring, overhead and pinning targets (¼ of --duration each)
 PAIRED_ROUNDS = 6
+# served/raw round pairs of the served target (a raw measurement, then a quarter of --duration of load)
+RAW_PAIRS = 3
 # the batch target's alternating rounds: served_batched's load, then predict-batch (half of --duration each)
 BATCH_PAIRS = 3
 # monitoring off: no model metrics, no profiles, no drift check (and no /metrics page)
@@ -238,14 +240,42 @@ class Bench:
             self._pids[f"{url}/classify"] = process.pid
             yield f"{url}/classify"
 
-    def served(self) -> dict[str, dict]:
+    def served(self, raw: dict | None = None) -> dict[str, dict]:
         c = self.config
         auth = {"authorization": self.authorization}
         with self._bento("served", {**self.secure_env, **c.served_env}) as url:
             single = self._saturate("served_single", url, self.single, 1, **auth)
             half = self._half_load("served_half_load", url, single, **auth)
             batched = self._saturate("served_batched", url, self.batched, c.batch_texts, **auth)
+            if raw is not None:
+                self._against_raw(url, raw, single, batched)
         return {"served_single": single, "served_half_load": half, "served_batched": batched}
+
+    def _against_raw(self, url: str, raw: dict, single: dict, batched: dict) -> None:
+        """served/raw in round pairs, as the security and monitoring targets measure on/off: the raw
+        limit's best setting measured again (the server idle), then the server's single-text and
+        32-text load for a quarter of --duration each. Each served figure is divided by the raw one
+        taken right before it, so the drift of a shared machine between the raw sweep and the served
+        runs (and one slow moment in a 20 s window) does not decide the ratio; the median pair does."""
+        c = self.config
+        seconds = max(1.0, c.duration_s * 0.25)
+        auth = {"authorization": self.authorization}
+        rounds: list[dict] = []
+        for i in range(RAW_PAIRS):
+            limit = measure_best(c.model_folder, c.texts, raw, seconds=c.raw_seconds)
+            label = f"round {i + 1}/{RAW_PAIRS} against raw ({limit:,.0f} texts/s)"
+            one = self._saturate(f"served_single {label}", url, self.single, 1, seconds, warmup=False, **auth)
+            many = self._saturate(
+                f"served_batched {label}", url, self.batched, c.batch_texts, seconds, warmup=False, **auth
+            )
+            rounds.append(
+                {"raw": limit, "served_single": one["texts_per_s"], "served_batched": many["texts_per_s"]}
+            )
+        for result, name in ((single, "served_single"), (batched, "served_batched")):
+            pairs = [round(r[name] / r["raw"], 3) if r["raw"] else 0.0 for r in rounds]
+            result["paired_with"] = {"raw": pairs}
+            result["raw_rounds"] = [{"raw": r["raw"], "served": r[name]} for r in rounds]
+            self.log(f"{name}/raw per round pair {pairs}, median {median_ratio(pairs):.3f}")
 
     def bentoml_route(self) -> dict[str, dict]:
         """The same Bento as it served before the front door (`/classify` through BentoML's API route,
@@ -554,7 +584,7 @@ class Bench:
             planner = measure_planner(c.model_folder, c.texts)
             self.log(f"sub-batch planner, µs per text by call cost: {planner['us_per_text']}")
         if "served" in c.targets:
-            results.update(self.served())
+            results.update(self.served(results.get("raw")))
         if "bentoml_route" in c.targets:
             results.update(self.bentoml_route())
         parts = None

@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.load import run_wrk, write_bodies
-from bench.report import HALF_LOAD_VERDICT, RATIOS, ROWS, TARGETS
-from bench.run import BATCH_PAIRS, Bench, BenchConfig, throughput_rows
+from bench.report import HALF_LOAD_VERDICT, RATIOS, ROWS, TARGETS, median_ratio
+from bench.run import BATCH_PAIRS, RAW_PAIRS, Bench, BenchConfig, throughput_rows
 from tests.conftest import Workspace
 from tests.helpers import needs_java, tiny_rows
 from textclf.cli import app
@@ -56,6 +56,11 @@ def test_bench_measures_every_target(
     raw = results["raw"]
     assert {"texts_per_s", "p50_ms", "p99_ms", "batch", "threads", "lanes", "processes", "sweep"} <= set(raw)
     assert any(s["pinned"] for s in raw["sweep"]) and not all(s["pinned"] for s in raw["sweep"])
+    for name in ("served_single", "served_batched"):  # served/raw also in round pairs on one server
+        assert len(results[name]["paired_with"]["raw"]) == RAW_PAIRS == len(results[name]["raw_rounds"])
+        assert data["ratios"][f"{name}/raw"] == pytest.approx(
+            median_ratio(results[name]["paired_with"]["raw"])
+        )
     mean = (raw["texts_per_s_before"] + raw["texts_per_s_after"]) / 2
     assert raw["texts_per_s"] == pytest.approx(mean, abs=0.1)
     assert 0 < results["served_half_load"]["offered_fraction"] < 1

@@ -319,3 +319,19 @@ def test_the_launcher_reports_the_child_s_own_peak_memory_not_its_parent_s() -> 
     assert done.returncode == 0 and found is not None
     assert 1 < int(found.group(1)) / 1024 < 100  # a bare interpreter, far below the parent's 300 MB
     del held
+
+
+def test_served_against_raw_is_the_median_round_pair_and_only_for_raw() -> None:
+    results = _full_results()
+    rounds = [
+        {"raw": 1000.0, "served": 850.0},
+        {"raw": 1200.0, "served": 960.0},
+        {"raw": 800.0, "served": 720.0},
+    ]
+    results["served_single"] |= {"paired_with": {"raw": [0.85, 0.8, 0.9]}, "raw_rounds": rounds}
+    measured = report.ratios(results)
+    assert measured["served_single/raw"] == 0.85  # not 900 / 1000 from the longer runs
+    assert measured["served_single/fastapi_ort"] == 1.5  # other ratios of served_single are not paired
+    text = "\n".join(report.raw_pairs_lines(results))
+    assert "`served_single/raw` is the median of 3 round pairs" in text and "960 / 1,200 = 0.8" in text
+    assert report.raw_pairs_lines(_full_results()) == []  # no rounds, no lines
