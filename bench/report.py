@@ -79,8 +79,8 @@ def ratios(results: dict[str, dict | None]) -> dict[str, float | None]:
     for name, (top, bottom) in RATIOS.items():
         a, b = results.get(top), results.get(bottom)
         pairs = (a.get("paired_with") or {}).get(bottom) if a else None
-        if a and b and (pairs or a.get("paired_ratios")):
-            out[name] = round(median_ratio(pairs or a["paired_ratios"]), 3)
+        if pairs and b:
+            out[name] = round(median_ratio(pairs), 3)
         else:
             out[name] = (
                 round(a["texts_per_s"] / b["texts_per_s"], 3) if a and b and b["texts_per_s"] else None
@@ -185,7 +185,7 @@ def batch_table(batch: dict | None) -> list[str]:
             f"{shown_load} | {_cell(pair)} | {_cell(run.get('ratio_to_served_batched'))} | "
             f"{run['wall_s']:,.1f} | {run['peak_rss_mb']:.1f} |"
         )
-    pairs = batch.get("paired_ratios")
+    pairs = (batch.get("paired_with") or {}).get("served_batched")
     if pairs:
         lines += [
             "",

@@ -361,7 +361,7 @@ class Bench:
             round(a["texts_per_s"] / b["texts_per_s"], 3) if b["texts_per_s"] else 0.0
             for a, b in zip(rounds[on_name], rounds[off_name], strict=True)
         ]
-        combined[on_name]["paired_ratios"] = pairs
+        combined[on_name]["paired_with"] = {off_name: pairs}
         self.log(f"{name}: on/off per round pair {pairs}, median {median_ratio(pairs):.3f}")
         return combined
 
@@ -488,7 +488,7 @@ class Bench:
         batch = {
             "texts_per_s": round(sum(run["rows"] for run in paired) / seconds_in, 1) if seconds_in else 0.0,
             "errors": sum(run["errors"] for run in paired),
-            "paired_ratios": pairs,
+            "paired_with": {"served_batched": pairs},
             "paired_load": combine_rounds(loads),
             "runs": runs,
         }

@@ -79,15 +79,17 @@ def _full_results() -> dict:
         "bentoml_batching_half_load": _result(200, offered_fraction=0.5),
         "security_on": _result(580),
         "security_off": _result(600),
-        "monitoring_on": _result(590, paired_ratios=[0.99, 0.97, 0.98]),  # the median pair decides
+        # the median pair decides
+        "monitoring_on": _result(590, paired_with={"monitoring_off": [0.99, 0.97, 0.98]}),
         "monitoring_off": _result(500),
         "overhead_on": _result(560),
         "overhead_off": _result(600),
-        "pinning_on": _result(660, paired_ratios=[1.1, 1.06, 1.08]),
+        "pinning_on": _result(660, paired_with={"pinning_off": [1.1, 1.06, 1.08]}),
         "pinning_off": _result(600),
         "batch": _result(
             912,
-            paired_ratios=[0.97, 0.961, 0.93],  # the ratio is their median, not 912 / served_batched's 960
+            # the ratio is their median, not 912 / served_batched's 960
+            paired_with={"served_batched": [0.97, 0.961, 0.93]},
             runs=[
                 _batch_run(9_600, 931, 0.97, "throughput 1/3") | {"paired_texts_per_s": 960.0},
                 _batch_run(9_500, 913, 0.95, "throughput 2/3") | {"paired_texts_per_s": 950.5},
@@ -297,7 +299,8 @@ def test_security_parts_run_each_part_for_real(tmp_path: Path) -> None:
 
 def test_round_pairs_decide_the_security_ratio_by_their_median() -> None:
     results = _full_results()
-    results["security_on"] = _result(500, paired_ratios=[0.97, 0.80, 0.96, 0.99, 0.98, 0.95])  # one odd pair
+    one_odd_pair = [0.97, 0.80, 0.96, 0.99, 0.98, 0.95]
+    results["security_on"] = _result(500, paired_with={"security_off": one_odd_pair})
     assert report.ratios(results)["security_on/security_off"] == 0.965  # not 500 / 600
     assert report.median_ratio([0.9, 0.7, 0.8]) == 0.8
 
