@@ -126,7 +126,7 @@ class TextClassifier:
                 shadow_queue=SETTINGS.shadow_queue,
                 on_switch=self._switch,
                 audit=_audit_model_change,
-            ).start()
+            )
         self.batcher: GreedyBatcher[Query, dict] = GreedyBatcher(
             self._predict,
             lanes=SETTINGS.model_lanes,
@@ -138,6 +138,10 @@ class TextClassifier:
             CLASSIFY.bind(self._answer_classify)
         if bentoml.server_context.worker_index is not None:  # a server worker, not a test or a script
             freeze_heap()
+        if self.lifecycle is not None:
+            # only now: a switch thaws and refreezes the heap (wait_released); had the freeze come while
+            # a switch was waiting for the old model, that model would be frozen and never freed
+            self.lifecycle.start()
 
     def _monitored(self, served: Served) -> Serving:
         """A model with its own profiler and drift check (profiles and references are per model)."""

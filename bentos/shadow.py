@@ -79,24 +79,31 @@ class ShadowLane:
     # -- the shadow thread
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            kind, texts, labels, champion = item
-            try:
-                probs = self.challenger.predict_proba(texts)
-                answers = [self.challenger.labels[i] for i in probs.argmax(axis=1)]
-                if kind == "live":
-                    agree = sum(a == b for a, b in zip(answers, labels, strict=True))
-                    m.SHADOW_TEXTS.labels(outcome="agree").inc(agree)
-                    m.SHADOW_TEXTS.labels(outcome="disagree").inc(len(texts) - agree)
-                    for value in probs.max(axis=1).tolist():
-                        m.SHADOW_CONFIDENCE.observe(value)
-                else:
-                    assert champion is not None
-                    theirs = champion.predict_proba(texts)
-                    _count_feedback("challenger", answers, labels)
-                    ours = [champion.labels[i] for i in np.argmax(theirs, axis=1)]
-                    _count_feedback("champion", ours, labels)
-            except Exception:  # the challenger must never take the server down
-                log.exception("shadow lane: the challenger failed on %d text(s)", len(texts))
+            self._handle(*item)
+            # a feedback job holds the champion: it must not outlive its run while the lane waits for the
+            # next job, or a model switch waits in vain for the old champion to be freed
+            item = None
+
+    def _handle(
+        self, kind: str, texts: list[str], labels: list[str], champion: OnnxClassifier | None
+    ) -> None:
+        try:
+            probs = self.challenger.predict_proba(texts)
+            answers = [self.challenger.labels[i] for i in probs.argmax(axis=1)]
+            if kind == "live":
+                agree = sum(a == b for a, b in zip(answers, labels, strict=True))
+                m.SHADOW_TEXTS.labels(outcome="agree").inc(agree)
+                m.SHADOW_TEXTS.labels(outcome="disagree").inc(len(texts) - agree)
+                for value in probs.max(axis=1).tolist():
+                    m.SHADOW_CONFIDENCE.observe(value)
+            else:
+                assert champion is not None
+                theirs = champion.predict_proba(texts)
+                _count_feedback("challenger", answers, labels)
+                ours = [champion.labels[i] for i in np.argmax(theirs, axis=1)]
+                _count_feedback("champion", ours, labels)
+        except Exception:  # the challenger must never take the server down
+            log.exception("shadow lane: the challenger failed on %d text(s)", len(texts))
 
 
 def _count_feedback(model: str, answers: list[str], truth: list[str]) -> None:

@@ -105,6 +105,16 @@ def _audited(folder: Path, action: str) -> list[dict]:
     return [r for r in records if r["action"] == action]
 
 
+def _switches_by_worker(folder: Path) -> list[int]:
+    """How many switches each worker has audited. Its audit line is the last step of a switch (after the
+    old model is released and the switch counted), so this says each worker is done, not just started:
+    the served version changes (info, /model) before that."""
+    return sorted(
+        sum(1 for line in path.read_text().splitlines() if json.loads(line)["action"] == "model-switched")
+        for path in folder.glob("audit-model-*.jsonl")
+    )
+
+
 def test_shadow_switch_refusal_and_rollback_under_load(
     following: Following, models: Models, tmp_path: Path
 ) -> None:
@@ -148,6 +158,7 @@ def test_shadow_switch_refusal_and_rollback_under_load(
             "switch",
         )
         assert httpx.get(f"{following.url}/model").json()["version"] == second
+        wait_for(lambda: _switches_by_worker(following.audit) == [1, 1], WAIT_S, "both workers switched")
         wait_for(
             lambda: _count(following.url, "textclf_shadow_model_info", version=second) == 0,
             WAIT_S,
@@ -169,7 +180,7 @@ def test_shadow_switch_refusal_and_rollback_under_load(
         assert "changed since it was exported" in refused[0]["reason"]
 
         # back and forth: memory does not grow with each switch (the old model is released)
-        for tag, version in [(models.first, first), (models.second, second)] * 3:
+        for done, (tag, version) in enumerate([(models.first, first), (models.second, second)] * 3, start=2):
             write_served_model(following.file, tag, None, "test")
             wait_for(
                 lambda v=version: (
@@ -180,9 +191,7 @@ def test_shadow_switch_refusal_and_rollback_under_load(
                 f"switch to {version}",
             )
             wait_for(
-                lambda: _count(following.url, "textclf_model_switches_total", outcome="switched") % 2 == 0,
-                WAIT_S,
-                "both workers",
+                lambda n=done: _switches_by_worker(following.audit) == [n, n], WAIT_S, "both workers switched"
             )
             rss.append(_workers_rss_mb(following.port))
     finally:
@@ -192,9 +201,11 @@ def test_shadow_switch_refusal_and_rollback_under_load(
     growth = [after - before for before, after in zip(rss[1], rss[-1], strict=True)]
     print(f"worker RSS (MB) after each switch: {rss}")
     assert max(growth) < 50, rss
-    wait_for(lambda: len(_audited(following.audit, "model-switched")) == 2 * 7, WAIT_S, "switches audited")
+    assert _count(following.url, "textclf_model_switches_total", outcome="switched") == 2 * 7
     switched = _audited(following.audit, "model-switched")
     assert {a["model"] for a in switched} == {models.first, models.second}
+    log = "".join(path.read_text() for path in following.audit.parent.glob("serve-*.log"))
+    assert "still referenced" not in log  # every old model was released at once
 
 
 def test_each_worker_runs_every_thread_on_its_own_half_of_the_cpus(following: Following) -> None:
