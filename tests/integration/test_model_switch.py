@@ -95,24 +95,24 @@ def _workers_rss_mb(port: int) -> list[float]:
     return sorted(worker.memory_info().rss / 2**20 for worker in serve_workers(port))
 
 
-def _audited(folder: Path, action: str) -> list[dict]:
-    """The workers' audit records of `action` (model changes go to audit-model-<worker>.jsonl)."""
-    records = [
-        json.loads(line)
-        for path in folder.glob("audit-model-*.jsonl")
-        for line in path.read_text().splitlines()
+def _audited_by_worker(folder: Path, action: str) -> list[list[dict]]:
+    """Each worker's audit records of `action` (model changes go to audit-model-<worker>.jsonl)."""
+    return [
+        [record for line in path.read_text().splitlines() if (record := json.loads(line))["action"] == action]
+        for path in sorted(folder.glob("audit-model-*.jsonl"))
     ]
-    return [r for r in records if r["action"] == action]
+
+
+def _audited(folder: Path, action: str) -> list[dict]:
+    """The workers' audit records of `action`, all together."""
+    return [record for records in _audited_by_worker(folder, action) for record in records]
 
 
 def _switches_by_worker(folder: Path) -> list[int]:
     """How many switches each worker has audited. Its audit line is the last step of a switch (after the
     old model is released and the switch counted), so this says each worker is done, not just started:
     the served version changes (info, /model) before that."""
-    return sorted(
-        sum(1 for line in path.read_text().splitlines() if json.loads(line)["action"] == "model-switched")
-        for path in folder.glob("audit-model-*.jsonl")
-    )
+    return sorted(len(records) for records in _audited_by_worker(folder, "model-switched"))
 
 
 def test_shadow_switch_refusal_and_rollback_under_load(
