@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
 
@@ -189,6 +190,28 @@ def test_planned_calls_cover_every_text_once_within_the_row_limit(cost: int) -> 
     covered = [i for start, end in calls for i in range(start, end)]
     assert covered == list(range(100))
     assert all(0 < end - start <= 16 for start, end in calls)
+
+
+def _plan_cost(lengths: np.ndarray, calls: list[tuple[int, int]], cost: int) -> int:
+    return sum(cost + (end - start) * int(lengths[end - 1]) for start, end in calls)
+
+
+def _every_split(n: int, max_rows: int):
+    """Every way to cut range(n) into consecutive calls of at most max_rows rows."""
+    for cuts in itertools.product((False, True), repeat=n - 1):
+        bounds = [0, *(i + 1 for i, cut in enumerate(cuts) if cut), n]
+        calls = list(itertools.pairwise(bounds))
+        if all(end - start <= max_rows for start, end in calls):
+            yield calls
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_planned_calls_cost_the_least_of_every_possible_split(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, max_rows, cost = int(rng.integers(1, 11)), int(rng.integers(1, 6)), int(rng.integers(1, 30))
+    lengths = np.sort(rng.integers(0, 60, size=n))
+    least = min(_plan_cost(lengths, calls, cost) for calls in _every_split(n, max_rows))
+    assert _plan_cost(lengths, plan_calls(lengths, max_rows, cost), cost) == least
 
 
 def test_fixed_chunks_without_a_call_cost() -> None:
