@@ -42,6 +42,7 @@ TARGETS = (
     "monitoring",
     "overhead",
     "pinning",
+    "gather",
     "bentoml_batching",
     "fastapi_ort",
     "pytriton",
@@ -52,7 +53,8 @@ TARGETS = (
     "spark",
 )
 SOAK_SLICES = 10  # memory is read between this many equal slices of the soak target's load
-# alternating on/off rounds of the security, monitoring, overhead and pinning targets (¼ of --duration each)
+# alternating on/off rounds of the security, monitoring, overhead, pinning and gather targets
+# (¼ of --duration each)
 PAIRED_ROUNDS = 6
 # served/raw round pairs of the served target (a raw measurement, then a quarter of --duration of load)
 RAW_PAIRS = 3
@@ -333,6 +335,13 @@ class Bench:
         off = {**on, "TEXTCLF_PIN_WORKERS": "false"}
         return self._paired("pinning", (on, self.authorization), (off, self.authorization))
 
+    def gather(self) -> dict[str, dict]:
+        """What a lane's hold for the clients it just answered gives (TEXTCLF_GATHER_MS as shipped,
+        against 0: a free lane takes what is queued at once), everything else as shipped."""
+        on = {**self.secure_env, **self.config.served_env}
+        off = {**on, "TEXTCLF_GATHER_MS": "0"}
+        return self._paired("gather", (on, self.authorization), (off, self.authorization))
+
     def _paired(
         self, name: str, on: tuple[dict[str, str], str], off: tuple[dict[str, str], str]
     ) -> dict[str, dict]:
@@ -592,7 +601,7 @@ class Bench:
             results.update(self.security())
             parts = measure_security_parts(c.workdir / "security-parts")
             self.log(f"security layer in process: {parts['steps_us']}")
-        for paired in ("monitoring", "overhead", "pinning"):
+        for paired in ("monitoring", "overhead", "pinning", "gather"):
             if paired in c.targets:
                 results.update(getattr(self, paired)())
         if "bentoml_batching" in c.targets:

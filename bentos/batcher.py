@@ -1,11 +1,20 @@
-"""Adaptive batching that never waits on purpose: a free model lane takes everything queued.
+"""Adaptive batching that never waits for a timer to fill a batch: a free model lane takes what is queued.
 
 Requests queue their texts; whenever one of the model lanes (threads, each running ONNX Runtime on
 one core) is free, it takes every queued text up to `max_batch_size` and runs them as one batch.
 Under light load a text runs alone at once; under heavy load batches grow by themselves while the
-lanes are busy. There is no timer and no polling, so an idle server costs nothing and a half-loaded
-one adds no batching delay. The queue is bounded: past `max_queued` texts new requests are refused
-(the service answers 503 with Retry-After) instead of waiting for ever.
+lanes are busy. There is no polling, so an idle server costs nothing. The queue is bounded: past
+`max_queued` texts new requests are refused (the service answers 503 with Retry-After) instead of
+waiting for ever.
+
+One wait is allowed, and only on evidence (`gather_s`): when a lane finishes a batch while other
+texts are queued, the clients it just answered are likely to send their next text within a few
+milliseconds (closed-loop callers: batch jobs, services calling in a loop). The lane then holds the
+queued texts until that many new requests have arrived, or `gather_s` has passed, and runs them all
+as one batch. On a CPU a batch of 30 short texts costs less per text than three of 10 (each model
+call pays for its weights once, and a larger pool pads less once sorted by length). A hold that
+times out means the clients did not come back (open-loop traffic): then the lanes do not hold again
+for `backoff_s`, so such traffic waits at most one `gather_s` per `backoff_s`.
 
 Each request notes when it queued; an optional `on_batch(waits)` hook hears, in the lane and before the
 model runs, how long each request of the batch waited (seconds), so the server can observe queueing
@@ -50,8 +59,15 @@ class GreedyBatcher(Generic[T, R]):
         max_batch_size: int,
         max_queued: int,
         on_batch: Callable[[list[float]], None] | None = None,
+        gather_s: float = 0.0,
+        backoff_s: float = 1.0,
     ):
         self.predict = predict
+        self.gather_s = gather_s
+        self.backoff_s = backoff_s
+        self._awaiting = 0  # new requests a holding lane waits for (as many as it just answered)
+        self._hold: asyncio.TimerHandle | None = None  # the hold's time limit, while one holds
+        self._no_hold_until = 0.0  # loop time: after a hold that timed out, none until then
         self.on_batch = on_batch
         self.max_batch_size = max_batch_size
         self.max_queued = max_queued
@@ -76,6 +92,12 @@ class GreedyBatcher(Generic[T, R]):
         job: _Job[T, R] = _Job(items, asyncio.get_running_loop().create_future(), time.perf_counter())
         self._queue.append(job)
         self._queued += len(items)
+        if self._hold is not None:
+            self._awaiting -= 1
+            if self._awaiting > 0 and self._queued < self.max_batch_size:
+                return await job.future
+            self._hold.cancel()
+            self._hold = None
         self._dispatch()
         return await job.future
 
@@ -134,4 +156,23 @@ class GreedyBatcher(Generic[T, R]):
                 else:
                     job.future.set_result(results[start:end])  # type: ignore[index]
             start = end
+        if not self._held(len(jobs)):
+            self._dispatch()
+
+    def _held(self, answered: int) -> bool:
+        """Hold the queued texts for the `answered` clients' next requests (see the module docstring)?"""
+        if self.gather_s <= 0 or not self._queue or self._queued >= self.max_batch_size:
+            return False
+        loop = asyncio.get_running_loop()
+        if self._hold is None:
+            if loop.time() < self._no_hold_until:
+                return False
+            self._hold = loop.call_later(self.gather_s, self._hold_timed_out)
+        self._awaiting += answered
+        return True
+
+    def _hold_timed_out(self) -> None:
+        self._hold = None
+        self._awaiting = 0
+        self._no_hold_until = asyncio.get_running_loop().time() + self.backoff_s
         self._dispatch()

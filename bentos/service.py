@@ -133,6 +133,7 @@ class TextClassifier:
             max_batch_size=SETTINGS.max_batch_size,
             max_queued=SETTINGS.max_queued,
             on_batch=None if self.metrics is None else self.metrics.note_queue_wait,
+            gather_s=SETTINGS.gather_ms / 1000,
         )
         if SETTINGS.batcher == "textclf" and SETTINGS.classify_route == "front":
             CLASSIFY.bind(self._answer_classify)

@@ -86,6 +86,8 @@ def _full_results() -> dict:
         "overhead_off": _result(600),
         "pinning_on": _result(660, paired_with={"pinning_off": [1.1, 1.06, 1.08]}),
         "pinning_off": _result(600),
+        "gather_on": _result(630, paired_with={"gather_off": [1.02, 1.05, 1.04]}),
+        "gather_off": _result(600),
         "batch": _result(
             912,
             # the ratio is their median, not 912 / served_batched's 960
@@ -134,6 +136,7 @@ def test_ratios_and_targets() -> None:
         "monitoring_on/monitoring_off": 0.98,
         "overhead_on/overhead_off": 0.933,
         "pinning_on/pinning_off": 1.08,  # reported, no target
+        "gather_on/gather_off": 1.04,  # reported, no target
         "batch/served_batched": 0.961,  # the median pair, not 912 / 960
         "spark/served_batched": 1.25,  # reported, no target: Spark is for data that outgrows one machine
     }

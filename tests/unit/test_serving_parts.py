@@ -183,6 +183,127 @@ def test_requests_abandoned_while_queued_are_skipped() -> None:
     assert model.batches == [[1], [3]]
 
 
+class Stepper(Recorder):
+    """A held model whose batches the test lets through one at a time (`step`)."""
+
+    def __init__(self) -> None:
+        super().__init__(hold=True)
+        self.gate = threading.Semaphore(0)
+
+    def __call__(self, items: list[int]) -> list[int]:
+        with self.lock:
+            self.batches.append(list(items))
+        self.started.set()
+        if not self.gate.acquire(timeout=WAIT_S):
+            raise TimeoutError("the test never let the batch through")
+        return [2 * i for i in items]
+
+
+async def until(condition, what: str) -> None:
+    """Let the loop run until `condition()` holds (a deadline, never a measured time)."""
+    for _ in range(WAIT_S * 1000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"never: {what}")
+
+
+def test_a_gathering_lane_waits_for_the_requests_it_just_answered() -> None:
+    """Closed-loop clients send their next text as soon as they have an answer: a lane that just
+    answered 1 request, with 2 others queued, holds them until that client's next one arrives, and
+    the three run as one batch instead of 2 now and 1 alone later."""
+    model = Stepper()
+
+    async def main():
+        batcher = GreedyBatcher(model, lanes=1, max_batch_size=64, max_queued=100, gather_s=WAIT_S)
+        first = asyncio.create_task(batcher.submit([1]))
+        await until(lambda: model.batches == [[1]], "the first request runs")
+        queued = [asyncio.create_task(batcher.submit([n])) for n in (2, 3)]
+        await asyncio.sleep(0)  # both queued behind the busy lane
+        model.gate.release()
+        assert await first == [2]
+        await asyncio.sleep(0)
+        held = list(model.batches)  # the lane is free and 2 texts wait: still held
+        again = asyncio.create_task(batcher.submit([4]))  # the first client's next request
+        await until(lambda: len(model.batches) == 2, "the gathered batch runs")
+        model.gate.release()
+        return held, await asyncio.gather(*queued, again)
+
+    held, answers = run(main())
+    assert held == [[1]]
+    assert answers == [[4], [6], [8]]
+    assert model.batches == [[1], [2, 3, 4]]
+
+
+def test_a_gathering_lane_runs_what_waits_once_its_hold_ends() -> None:
+    """A client that does not come back does not stall the others: after `gather_s` the queued texts
+    run without it."""
+    model = Stepper()
+
+    async def main():
+        batcher = GreedyBatcher(model, lanes=1, max_batch_size=64, max_queued=100, gather_s=0.001)
+        first = asyncio.create_task(batcher.submit([1]))
+        await until(lambda: model.batches == [[1]], "the first request runs")
+        queued = asyncio.create_task(batcher.submit([2]))
+        await asyncio.sleep(0)
+        model.gate.release()
+        await first
+        await until(lambda: len(model.batches) == 2, "the hold ends")
+        model.gate.release()
+        return await queued
+
+    assert run(main()) == [4]
+    assert model.batches == [[1], [2]]
+
+
+def test_after_a_hold_times_out_the_lanes_stop_holding_for_a_while() -> None:
+    """Open-loop traffic (clients that do not send again at once) pays for one hold, not one per batch."""
+    model = Stepper()
+
+    async def main():
+        batcher = GreedyBatcher(
+            model, lanes=1, max_batch_size=64, max_queued=100, gather_s=0.001, backoff_s=10 * WAIT_S
+        )
+        first = asyncio.create_task(batcher.submit([1]))
+        await until(lambda: model.batches == [[1]], "the first request runs")
+        second = asyncio.create_task(batcher.submit([2]))
+        await asyncio.sleep(0)
+        model.gate.release()
+        await first
+        await until(lambda: len(model.batches) == 2, "the hold times out")
+        batcher.gather_s = 10 * WAIT_S  # a hold now would outlast the test's deadline
+        third = asyncio.create_task(batcher.submit([3]))
+        await asyncio.sleep(0)
+        model.gate.release()
+        await second
+        await until(lambda: len(model.batches) == 3, "the queued request runs without a hold")
+        model.gate.release()
+        return await third
+
+    assert run(main()) == [6]
+    assert model.batches == [[1], [2], [3]]
+
+
+def test_a_gathering_lane_does_not_hold_when_nothing_waits() -> None:
+    """With nothing queued when it finishes, the lane takes the next request at once (no hold)."""
+    model = Recorder(hold=True)
+
+    async def main():
+        batcher = GreedyBatcher(model, lanes=1, max_batch_size=64, max_queued=100, gather_s=WAIT_S)
+        model.release.set()
+        assert await batcher.submit([1]) == [2]
+        model.release.clear()
+        model.started.clear()
+        task = asyncio.create_task(batcher.submit([5]))
+        await asyncio.sleep(0)
+        started = model.started.wait(timeout=WAIT_S)  # the loop blocked: only an immediate hand-off starts it
+        model.release.set()
+        return started, await task
+
+    started, answer = run(main())
+    assert started and answer == [10]
+
+
 @pytest.mark.parametrize("cost", [0, 4, 16, 1000])
 def test_planned_calls_cover_every_text_once_within_the_row_limit(cost: int) -> None:
     lengths = np.sort(np.random.default_rng(0).integers(3, 80, size=100))

@@ -34,8 +34,8 @@ def bench(
     warmup: float = typer.Option(5.0, min=0, help="Seconds of load before each measurement."),
     batch_texts: int = typer.Option(32, min=2, help="Texts per request for the served_batched target."),
     targets: str = typer.Option(
-        "raw,served,bentoml_route,security,monitoring,overhead,pinning,bentoml_batching,fastapi_ort,pytriton,naive,"
-        "batch,spark",
+        "raw,served,bentoml_route,security,monitoring,overhead,pinning,gather,bentoml_batching,fastapi_ort,"
+        "pytriton,naive,batch,spark",
         help="Comma-separated targets to run.",
     ),
     soak: float = typer.Option(600.0, min=10, help="Seconds of load for the soak target (memory over time)."),

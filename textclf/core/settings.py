@@ -41,6 +41,12 @@ class Settings(BaseModel):
     max_queued: int = Field(
         8192, ge=1, description="texts waiting for a lane; past it new requests get 503 with `Retry-After`"
     )
+    gather_ms: float = Field(
+        10.0,
+        ge=0,
+        description="a lane that finishes a batch with texts queued holds them this long at most for the "
+        "requests it just answered to come back (closed-loop clients), then runs all as one batch; 0 = off",
+    )
     lanes: int = Field(
         0, ge=0, description="model lanes (ONNX Runtime threads) per worker; 0 = usable CPUs / workers"
     )
