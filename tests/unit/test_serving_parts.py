@@ -208,6 +208,20 @@ async def until(condition, what: str) -> None:
     raise AssertionError(f"never: {what}")
 
 
+async def answer_first_with_others_queued(
+    batcher: GreedyBatcher, model: Stepper, queued: list[list[int]]
+) -> list[asyncio.Task]:
+    """[1] runs alone on the idle lane, `queued` wait behind it, then [1] is answered: the lane is now
+    free with texts queued (where a gathering lane decides whether to hold)."""
+    first = asyncio.create_task(batcher.submit([1]))
+    await until(lambda: model.batches == [[1]], "the first request runs")
+    tasks = [asyncio.create_task(batcher.submit(items)) for items in queued]
+    await asyncio.sleep(0)  # all queued behind the busy lane
+    model.gate.release()
+    assert await first == [2]
+    return tasks
+
+
 def test_a_gathering_lane_waits_for_the_requests_it_just_answered() -> None:
     """Closed-loop clients send their next text as soon as they have an answer: a lane that just
     answered 1 request, with 2 others queued, holds them until that client's next one arrives, and
@@ -216,12 +230,7 @@ def test_a_gathering_lane_waits_for_the_requests_it_just_answered() -> None:
 
     async def main():
         batcher = GreedyBatcher(model, lanes=1, max_batch_size=64, max_queued=100, gather_s=WAIT_S)
-        first = asyncio.create_task(batcher.submit([1]))
-        await until(lambda: model.batches == [[1]], "the first request runs")
-        queued = [asyncio.create_task(batcher.submit([n])) for n in (2, 3)]
-        await asyncio.sleep(0)  # both queued behind the busy lane
-        model.gate.release()
-        assert await first == [2]
+        queued = await answer_first_with_others_queued(batcher, model, [[2], [3]])
         await asyncio.sleep(0)
         held = list(model.batches)  # the lane is free and 2 texts wait: still held
         again = asyncio.create_task(batcher.submit([4]))  # the first client's next request
@@ -242,12 +251,7 @@ def test_a_gathering_lane_runs_what_waits_once_its_hold_ends() -> None:
 
     async def main():
         batcher = GreedyBatcher(model, lanes=1, max_batch_size=64, max_queued=100, gather_s=0.001)
-        first = asyncio.create_task(batcher.submit([1]))
-        await until(lambda: model.batches == [[1]], "the first request runs")
-        queued = asyncio.create_task(batcher.submit([2]))
-        await asyncio.sleep(0)
-        model.gate.release()
-        await first
+        (queued,) = await answer_first_with_others_queued(batcher, model, [[2]])
         await until(lambda: len(model.batches) == 2, "the hold ends")
         model.gate.release()
         return await queued
@@ -264,12 +268,7 @@ def test_after_a_hold_times_out_the_lanes_stop_holding_for_a_while() -> None:
         batcher = GreedyBatcher(
             model, lanes=1, max_batch_size=64, max_queued=100, gather_s=0.001, backoff_s=10 * WAIT_S
         )
-        first = asyncio.create_task(batcher.submit([1]))
-        await until(lambda: model.batches == [[1]], "the first request runs")
-        second = asyncio.create_task(batcher.submit([2]))
-        await asyncio.sleep(0)
-        model.gate.release()
-        await first
+        (second,) = await answer_first_with_others_queued(batcher, model, [[2]])
         await until(lambda: len(model.batches) == 2, "the hold times out")
         batcher.gather_s = 10 * WAIT_S  # a hold now would outlast the test's deadline
         third = asyncio.create_task(batcher.submit([3]))
