@@ -31,7 +31,7 @@ def test_bench_measures_every_target(
     monkeypatch.chdir(trained_bert.root)
     output = tmp_path / "bench.json"
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- bench:start -->\nold\n<!-- bench:end -->\n")
+    readme.write_text("# x\n<!-- bench:start -->\nSTALE-BENCH-BLOCK\n<!-- bench:end -->\n")
     args = ["bench", "--model", "bert-int8", "--params", str(trained_bert.params_file), "--connections", "4"]
     args += ["--duration", "2", "--warmup", "1", "--output", str(output), "--readme", str(readme)]
     args += ["--batch-rows", "300,3000", "--batch-memory-model", ""]  # this workspace exports only BERT
@@ -73,7 +73,7 @@ def test_bench_measures_every_target(
                                                        "audit line to stdout too"}  # fmt: skip
     assert {"zero_errors", HALF_LOAD_VERDICT, *TARGETS} <= set(data["targets_met"])
     assert data["machine"]["cores"] >= 1 and data["model"]["variant"] == "bert-int8"
-    assert "| served_single |" in readme.read_text() and "old" not in readme.read_text()
+    assert "| served_single |" in readme.read_text() and "STALE-BENCH-BLOCK" not in readme.read_text()
 
 
 def test_soak_reads_every_server_process_memory_through_the_load(
