@@ -46,7 +46,7 @@ DESCRIPTIONS = {
     "overhead_off": "same Bento, security and monitoring off, in rounds alternating with the above",
     "pinning_on": "same Bento, each worker pinned to its own CPU (`TEXTCLF_PIN_WORKERS=auto`, as shipped)",
     "pinning_off": "same Bento, workers left to the scheduler, in rounds alternating with the above",
-    "gather_on": "same Bento, a lane holds queued texts up to 10 ms for the clients it answered (as shipped)",
+    "gather_on": "same Bento, a lane briefly holds queued texts for the clients it answered (as shipped)",
     "gather_off": "same Bento, `TEXTCLF_GATHER_MS=0`, in rounds alternating with the above",
     "bentoml_batching_single": "same Bento on BentoML's batchable dispatcher, 1 text per request",
     "bentoml_batching_half_load": "same, at half its saturated rate",

@@ -96,8 +96,7 @@ class GreedyBatcher(Generic[T, R]):
             self._awaiting -= 1
             if self._awaiting > 0 and self._queued < self.max_batch_size:
                 return await job.future
-            self._hold.cancel()
-            self._hold = None
+            self._end_hold()
         self._dispatch()
         return await job.future
 
@@ -171,8 +170,13 @@ class GreedyBatcher(Generic[T, R]):
         self._awaiting += answered
         return True
 
-    def _hold_timed_out(self) -> None:
-        self._hold = None
+    def _end_hold(self) -> None:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
         self._awaiting = 0
+
+    def _hold_timed_out(self) -> None:
+        self._end_hold()
         self._no_hold_until = asyncio.get_running_loop().time() + self.backoff_s
         self._dispatch()

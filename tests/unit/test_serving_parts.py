@@ -184,7 +184,7 @@ def test_requests_abandoned_while_queued_are_skipped() -> None:
 
 
 class Stepper(Recorder):
-    """A held model whose batches the test lets through one at a time (`step`)."""
+    """A held model whose batches the test lets through one at a time (`gate.release()`)."""
 
     def __init__(self) -> None:
         super().__init__(hold=True)
